@@ -1,0 +1,98 @@
+"""Checkpoints that survive a crash: written to a temporary file, then atomically renamed into place.
+
+ReFT needs several checkpoints of one run (the RL stage starts from an *early* warm-up epoch, the SFT
+baseline is the best or last one), and CPU runs get interrupted. So:
+
+* `save_checkpoint` writes `name.tmp.<pid>`, flushes it to disk (fsync), then `os.replace`s it over the
+  target. A rename within one directory is atomic on POSIX: a reader sees the old file or the new one,
+  never half of one. A SIGKILL mid-write leaves only a stray .tmp file, which the next save overwrites.
+* `load_checkpoint` uses `torch.load(weights_only=True)`: tensors, numbers, strings, lists and dicts
+  only, so a checkpoint can never execute code when loaded.
+
+A checkpoint is a plain dict: {"kind", "model_config", "model", "optimizer", "step", "epoch", "config",
+"tokenizer", "rng", ...}. The script config inside it is what evaluation reads back.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import torch
+
+from reft_mini.config import UserError
+from reft_mini.model import GPT, GPTConfig
+
+
+def save_checkpoint(obj: dict, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    except OSError:
+        pass
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found (train one first, or pass the right path)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise UserError(f"checkpoint {path} could not be read ({type(e).__name__}: {e}); "
+                        "it may be from another program or truncated") from None
+
+
+def rng_state() -> dict:
+    """Everything random in training: Python's and torch's generators (CUDA's too when present)."""
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(_as_tuple(state["python"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(x):
+    # random.setstate wants tuples all the way down; torch.load may hand back lists.
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def model_from_checkpoint(ckpt: dict, path: str = "checkpoint") -> GPT:
+    """Rebuild the GPT a checkpoint was trained with and load its weights."""
+    try:
+        model = GPT(GPTConfig(**ckpt["model_config"]))
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{path} is not a reft_mini checkpoint (no model config: {e})") from None
+    load_weights(model, ckpt["model"], path)
+    return model
+
+
+def load_weights(model: GPT, state: dict, path: str = "checkpoint") -> None:
+    """Load a state dict, turning a shape mismatch into one readable line."""
+    own = model.state_dict()
+    for k, v in state.items():
+        if k in own and own[k].shape != v.shape:
+            raise UserError(f"{path} was trained with another model shape ({k}: {tuple(v.shape)} vs "
+                            f"{tuple(own[k].shape)}); use the same --model preset or a matching checkpoint")
+    missing, unexpected = model.load_state_dict({k: v.to(own[k].dtype) if k in own else v
+                                                 for k, v in state.items()}, strict=False)
+    missing = [k for k in missing if not k.startswith("value_head")]
+    if missing or unexpected:
+        raise UserError(f"{path} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")

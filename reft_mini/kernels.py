@@ -1,0 +1,253 @@
+# Log-probabilities (and entropies) of chosen tokens under the language-model head, without ever holding
+# the full (B, T, V) logits in memory: the hot loop of PPO.
+#
+# Where it sits in ReFT (arXiv 2401.08967, Section 3): every PPO step needs log pi(a_t | s_t) of each
+# sampled token under the current policy (for the ratio), and each rollout needs it under the old policy
+# and the frozen reference model (for the KL penalty). The plain way, logits = h @ W^T then log_softmax
+# then gather, builds a (B, T, V) float32 tensor (B=64 sequences x T=128 tokens x V=50257 is 1.6 GB) and
+# autograd keeps two or three of those alive for the backward pass. Out-of-memory from full-vocabulary
+# log-softmax over long responses is a known complaint about RL fine-tuning code.
+#
+# The fused version below works on `chunk_size` positions at a time. Forward: per chunk, compute the
+# (chunk, V) logits, reduce them to three numbers per position (logsumexp, target logit, expected logit)
+# and throw them away. Backward (a custom torch.autograd.Function): recompute each chunk's logits from the
+# saved hidden states and weight, form d(loss)/d(logits) for the chunk, and accumulate the gradients of
+# hidden and weight chunk by chunk. Peak extra memory is O(chunk_size * V) instead of O(B * T * V); the
+# price is one extra matmul (the logits are computed twice).
+#
+# The per-chunk math can be compiled with torch.compile, which fuses the elementwise work (exp, the
+# reductions, the gradient formula) into a few loops over each (chunk, V) block instead of one pass per
+# operation. Compilation is lazy (first call) and any failure falls back to the eager code with a single
+# warning. See set_compile() and the `compile` argument of token_logprobs.
+#
+# Math (z = logits / temperature for one position, p = softmax(z), y = target id, lse = logsumexp(z),
+# l_j = log p_j = z_j - lse):
+#   log p(y)  = l_y = z_y - lse
+#   entropy H = -sum_j p_j l_j          (computed exactly like this, from l, for float32 accuracy)
+# Gradients with respect to the (temperature-scaled) logits z_k:
+#   d lse / d z_k = p_k,    d l_j / d z_k = [j == k] - p_k,    d p_j / d z_k = p_j ([j == k] - p_k)
+#   d log p(y) / d z_k = [k == y] - p_k                                   (one-hot minus softmax)
+#   d H / d z_k = -sum_j (d p_j / d z_k) l_j - sum_j p_j (d l_j / d z_k)
+#              = -(p_k l_k - p_k sum_j p_j l_j) - (p_k - p_k sum_j p_j)
+#              = -p_k l_k - p_k H - 0          (sum_j p_j = 1, sum_j p_j l_j = -H)
+#              = -p_k (l_k + H)
+# With upstream gradients g (for log p(y)) and e (for H) of one position:
+#   dL/dz_k = g [k == y] - p_k (g + e (l_k + H))
+# Temperature: z = h' @ W^T with h' = h / temperature (scaling the (m, C) hidden chunk is much cheaper
+# than scaling the (m, V) logits, and keeps the temperature out of the compiled code). With G = dL/dz:
+#   dL/dh' = G @ W  (m, C)  ->  dL/dh = (G @ W) / temperature
+#   dL/dW  = G^T @ h'  (V, C), summed over all chunks (h' already carries the 1/temperature)
+# The backward needs lse and H per position, saved by the forward as two (M,) vectors.
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+DEFAULT_CHUNK_SIZE = 1024
+
+# ----------------------------------------------------------------------------------------------------------
+# The plain reference (for reading and for tests)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def reference_token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, temperature: float = 1.0,
+                             with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+    """log p(targets) (and the entropy) under softmax(hidden @ weight^T / temperature), the plain way.
+
+    hidden (B, T, C) final hidden states (after ln_f); weight (V, C) output embedding; targets (B, T) long.
+    Returns logp (B, T) float32 and entropy (B, T) float32 (or None). Materialises (B, T, V) float32
+    logits: fine for small tests, the memory problem token_logprobs avoids.
+    """
+    # EXERCISE logprob: begin
+    logits = (hidden.float() @ weight.float().t()) / temperature        # (B, T, V) float32
+    logp_all = F.log_softmax(logits, dim=-1)                              # (B, T, V)
+    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)        # (B, T)
+    entropy = None
+    if with_entropy:
+        entropy = -(logp_all.exp() * logp_all).sum(-1)                    # (B, T)
+    # EXERCISE logprob: end
+    return logp, entropy
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Per-chunk math (the part torch.compile may fuse)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _chunk_forward(h: Tensor, w: Tensor, y: Tensor, with_entropy: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """One chunk of the forward. h (m, C) float32, already divided by the temperature; w (V, C) float32;
+    y (m,) long. Returns (logp (m,), lse (m,), entropy (m,) or an empty tensor), all float32."""
+    z = h @ w.t()                                                         # (m, V) scaled logits
+    lse = torch.logsumexp(z, dim=-1)                                      # (m,)
+    logp = z.gather(1, y[:, None]).squeeze(1) - lse                       # (m,)
+    if with_entropy:
+        logp_all = z - lse[:, None]                                       # log-softmax, (m, V)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)                    # H = -sum p log p, (m,)
+    else:
+        entropy = lse.new_empty(0)
+    return logp, lse, entropy
+
+
+def _chunk_grad_logits(h: Tensor, w: Tensor, y: Tensor, lse: Tensor, entropy: Tensor | None,
+                       g_logp: Tensor | None, g_ent: Tensor | None) -> Tensor:
+    """One chunk of the backward: recompute the logits from h (m, C) (scaled, float32) and w (V, C), and
+    return G = dL/dz = g [k == y] - p_k (g + e (l_k + H)), (m, V) float32 (derivation at the top of this
+    file). g_logp / g_ent (m,) are the upstream gradients; either may be None (output unused)."""
+    logp_all = h @ w.t() - lse[:, None]                                   # l = z - lse, (m, V), recomputed
+    p = logp_all.exp()                                                    # (m, V)
+    if g_ent is not None:
+        coef = g_ent[:, None] * (logp_all + entropy[:, None])             # e (l_k + H)
+        if g_logp is not None:
+            coef = coef + g_logp[:, None]
+        grad = -p * coef
+    else:
+        grad = -p * g_logp[:, None]
+    if g_logp is not None:
+        # the one-hot term g [k == y], written as a comparison so a compiler can fuse it (no scatter)
+        cols = torch.arange(p.shape[1], device=p.device)
+        grad = grad + torch.where(cols[None, :] == y[:, None], g_logp[:, None], 0.0)
+    return grad
+
+
+# ----------------------------------------------------------------------------------------------------------
+# torch.compile switch (lazy, with eager fallback)
+# ----------------------------------------------------------------------------------------------------------
+
+# Module default for `compile=None`: on unless REFT_MINI_COMPILE=0. "When available" = torch.compile
+# exists and the first compiled call works; otherwise we warn once and stay eager for the process.
+_compile_enabled = os.environ.get("REFT_MINI_COMPILE", "1") not in ("0", "false", "False", "")
+_compiled: dict[str, object] = {}
+_compile_broken = False
+
+
+def set_compile(enabled: bool) -> None:
+    """Turn the compiled per-chunk path on or off for calls that pass compile=None."""
+    global _compile_enabled
+    _compile_enabled = bool(enabled)
+
+
+def compile_available() -> bool:
+    """True unless torch.compile is missing or an earlier compile attempt failed."""
+    return hasattr(torch, "compile") and not _compile_broken
+
+
+def _get_fn(name: str, use_compile: bool):
+    """The eager per-chunk function, or its compiled twin (built on first use)."""
+    eager = {"forward": _chunk_forward, "grad_logits": _chunk_grad_logits}[name]
+    if not use_compile or not compile_available():
+        return eager
+    if name not in _compiled:
+        # dynamic=None: the first call compiles for its exact shapes; a second shape (typically the shorter
+        # last chunk) recompiles once with symbolic sizes, which then serves every later shape.
+        _compiled[name] = torch.compile(eager, dynamic=None)
+    return _compiled[name]
+
+
+def _call(name: str, use_compile: bool, *args):
+    """Run the compiled function; on any failure warn once, disable compilation, and run eagerly."""
+    global _compile_broken
+    fn = _get_fn(name, use_compile)
+    if use_compile and fn is not _chunk_forward and fn is not _chunk_grad_logits:
+        try:
+            return fn(*args)
+        except Exception as exc:  # compile errors surface at call time, with many exception types
+            _compile_broken = True
+            warnings.warn(f"reft_mini.kernels: torch.compile failed ({type(exc).__name__}: {exc}); "
+                          "using the eager per-chunk code from now on", RuntimeWarning, stacklevel=3)
+            fn = {"forward": _chunk_forward, "grad_logits": _chunk_grad_logits}[name]
+    return fn(*args)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The fused autograd function
+# ----------------------------------------------------------------------------------------------------------
+
+
+class _FusedTokenLogprobs(torch.autograd.Function):
+    """(M, C) hidden, (V, C) weight, (M,) targets -> (M,) logp [, (M,) entropy], chunked both ways."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, temperature, with_entropy, chunk_size, use_compile):
+        M = hidden.shape[0]
+        inv_temp = 1.0 / temperature
+        w32 = weight.float()          # upcast once (no copy if already float32), shared by all chunks
+        logp = torch.empty(M, dtype=torch.float32, device=hidden.device)
+        lse = torch.empty(M, dtype=torch.float32, device=hidden.device)
+        entropy = torch.empty(M if with_entropy else 0, dtype=torch.float32, device=hidden.device)
+        for s in range(0, M, chunk_size):
+            e = min(s + chunk_size, M)
+            h = hidden[s:e].float() * inv_temp                              # (m, C) float32, h / T
+            lp, ls, ent = _call("forward", use_compile, h, w32, targets[s:e], with_entropy)
+            logp[s:e] = lp
+            lse[s:e] = ls
+            if with_entropy:
+                entropy[s:e] = ent
+        # Saved for backward: references to the inputs (no copies) and two (M,) vectors. Never (M, V).
+        ctx.save_for_backward(hidden, weight, targets, lse, entropy)
+        ctx.inv_temp, ctx.chunk_size, ctx.use_compile = inv_temp, chunk_size, use_compile
+        ctx.with_entropy = with_entropy
+        ctx.set_materialize_grads(False)   # unused outputs arrive as None: skip their gradient terms
+        if with_entropy:
+            return logp, entropy
+        return logp
+
+    @staticmethod
+    def backward(ctx, *grads):
+        hidden, weight, targets, lse, entropy = ctx.saved_tensors
+        g_logp = grads[0]
+        g_ent = grads[1] if ctx.with_entropy else None
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if (g_logp is None and g_ent is None) or not (need_h or need_w):
+            return None, None, None, None, None, None, None
+        M, C = hidden.shape
+        inv_temp = ctx.inv_temp
+        w32 = weight.float()
+        grad_h = torch.empty(M, C, dtype=torch.float32, device=hidden.device) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        for s in range(0, M, ctx.chunk_size):
+            e = min(s + ctx.chunk_size, M)
+            h = hidden[s:e].float() * inv_temp                              # (m, C), h / T as in forward
+            G = _call("grad_logits", ctx.use_compile, h, w32, targets[s:e], lse[s:e],
+                      None if g_ent is None else entropy[s:e],
+                      None if g_logp is None else g_logp[s:e].float(),
+                      None if g_ent is None else g_ent[s:e].float())        # (m, V) = dL/dz
+            if need_h:
+                torch.mm(G, w32, out=grad_h[s:e])                            # dL/dh' (m, C)
+            if need_w:
+                grad_w.addmm_(G.t(), h)                                      # (V, C) += (V, m) @ (m, C)
+        if need_h:
+            grad_h.mul_(inv_temp)                                            # dL/dh = dL/dh' / T
+        return (None if grad_h is None else grad_h.to(hidden.dtype),
+                None if grad_w is None else grad_w.to(weight.dtype),
+                None, None, None, None, None)
+
+
+def token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, temperature: float = 1.0,
+                   with_entropy: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                   compile: bool | None = None) -> tuple[Tensor, Tensor | None]:
+    """log p(targets) (and the entropy) under softmax(hidden @ weight^T / temperature), chunked.
+
+    hidden (B, T, C) (any float dtype; bf16/fp16 are upcast to float32 chunk by chunk); weight (V, C);
+    targets (B, T) long, valid ids in [0, V). Returns logp (B, T) float32 and entropy (B, T) float32 (or
+    None), with the same values and gradients as reference_token_logprobs, but memory O(chunk_size * V)
+    instead of O(B * T * V). Gradients flow to hidden and/or weight, whichever requires grad, and come
+    back in their own dtypes. chunk_size = positions per chunk. compile: True/False forces the compiled or
+    eager per-chunk code; None follows set_compile() (default on, env REFT_MINI_COMPILE=0 turns it off).
+    """
+    B, T, C = hidden.shape
+    use_compile = _compile_enabled if compile is None else bool(compile)
+    flat_h = hidden.reshape(B * T, C)
+    if not flat_h.is_contiguous():
+        flat_h = flat_h.contiguous()
+    flat_y = targets.reshape(B * T)
+    out = _FusedTokenLogprobs.apply(flat_h, weight, flat_y, float(temperature), bool(with_entropy),
+                                    int(chunk_size), use_compile)
+    if with_entropy:
+        logp, entropy = out
+        return logp.view(B, T), entropy.view(B, T)
+    return out.view(B, T), None

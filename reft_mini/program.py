@@ -1,0 +1,1019 @@
+# reft_mini/program.py -- a safe, budgeted interpreter for P-CoT programs.
+#
+# Paper: ReFT (Luong et al. 2024), Section 3 "Reinforced Fine-Tuning". With program-based chains of
+# thought (P-CoT) the model writes a small Python program,
+#
+#     def solution():
+#         """<the question>"""
+#         num_apples = 5
+#         num_eaten = 2
+#         result = num_apples - num_eaten
+#         return result
+#
+# and the reward comes from *running* it: 1 when the returned number is the gold answer, 0.1 when the
+# program ran and returned some other number, 0 when it failed. The official code runs these programs
+# with `exec` in a process pool (10 s timeout, math and sympy in the globals). Here the programs come
+# from a policy that PPO is actively pushing around, so we treat them as untrusted: reward.py calls
+# `run_program`, which never raises, never hangs, and can only compute numbers.
+#
+# ---------------------------------------------------------------------------------------------------
+# Why an interpreter, and not `exec` with trimmed builtins?
+#
+# "exec(code, {'__builtins__': {}})" looks safe and is not. Every Python object carries its class,
+# and from any class you can climb to `object` and list *all* classes loaded in the process:
+#
+#     ().__class__.__bases__[0].__subclasses__()   # tuple -> object -> every class, incl. file/OS wrappers
+#
+# From there `os.system`, `open`, `sys.modules`, ... are a few attribute hops away, with no builtin
+# names needed at all. Blacklisting attribute names by string is whack-a-mole (getattr-free tricks via
+# format strings, generator frames `gi_frame.f_globals`, etc.), and `exec` cannot bound memory or CPU
+# anyway: `9**9**9` or `[0]*10**10` stall the process inside a single C call, where no timeout written
+# in Python can interrupt it. A process pool with kill-on-timeout fixes hangs but not escapes, and
+# costs milliseconds per program.
+#
+# So we never hand the model's code to Python's compiler. We parse it with `ast.parse` (parsing runs
+# no code), reject every node type that is not on a short whitelist, and walk the tree ourselves.
+# Runtime values are only int, float, bool, str, None, and flat lists/tuples/ranges of those, so the
+# interpreter never touches an object whose methods the program could have defined, and it never
+# reads a real Python attribute of a runtime value (the only attribute syntax allowed is
+# `math.<name from a fixed list>`, resolved by a dict lookup in our own table).
+#
+# Budgets (each a keyword argument of run_program; the defaults are generous for word problems):
+#   max_steps        every statement/expression node evaluated costs one step. Bounds loops
+#                    (`while True: pass`) and total work, deterministically (same answer on any CPU).
+#   timeout_s        wall-clock backstop, checked every 64 steps, for work the step count under-rates
+#                    (each step may do O(max_seq_len) work in C, e.g. copying a 10k-element list).
+#   max_int_bits     integers may not exceed this many bits. `**`, `*` and `<<` are checked *before*
+#                    computing (a 10-million-digit power would stall inside C, past any timer);
+#                    everything else is checked after. Protects CPU and memory.
+#   max_seq_len      lists, tuples, strings built at runtime, and any range that a builtin would
+#                    consume eagerly (`sum(range(10**12))`) are bounded. Protects memory and CPU.
+#   max_str_len      strings *built at runtime* (concatenation, repetition, f-strings) are bounded more
+#                    tightly than lists; literal strings (the docstring) are bounded by the source.
+#   max_prints       `print` is accepted (models like to print) but its output is thrown away; only
+#                    this many calls are allowed, so a print loop fails fast instead of spinning.
+#   max_source_chars parsing itself costs memory and time proportional to the source.
+# Recursion is impossible by construction: the only user function is `solution()`, it takes no
+# arguments, and calling it from inside itself is refused. Nesting depth of the syntax tree is capped
+# (MAX_AST_DEPTH) so our own recursive tree walk stays far below Python's recursion limit.
+#
+# The answer: if the program defines `solution`, we call it and take its return value; otherwise we
+# take a top-level variable `result` (or `answer`). It must be a finite int or float (bool is refused).
+# ---------------------------------------------------------------------------------------------------
+from __future__ import annotations
+
+import ast
+import functools
+import math
+import time
+import warnings
+from dataclasses import dataclass
+
+__all__ = ["ProgramResult", "run_program"]
+
+# Default budgets (see the header for what each one protects against).
+MAX_STEPS = 100_000
+TIMEOUT_S = 1.0
+MAX_INT_BITS = 10_000          # ~3,000 decimal digits: far beyond any word problem
+MAX_SEQ_LEN = 10_000
+MAX_STR_LEN = 1_000
+MAX_PRINTS = 1_000
+MAX_SOURCE_CHARS = 20_000      # GSM8K-length programs are ~1-2k characters
+MAX_AST_DEPTH = 100            # fixed (not a keyword): checked once per source, and the check is cached
+
+
+@dataclass(frozen=True)
+class ProgramResult:
+    """Outcome of running one program: a number, or an error message (exactly one is not None)."""
+
+    value: int | float | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class ProgramError(Exception):
+    """A sandbox rule was broken or a budget ran out. Never escapes run_program."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        self.line = line
+
+
+# Control flow travels as exceptions inside the interpreter (clear, and cheap enough: a word-problem
+# program returns once and breaks rarely). They never escape run_program.
+class _Return(Exception):
+    def __init__(self, value):
+        self.value = value
+
+
+class _Break(Exception):
+    pass
+
+
+class _Continue(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------------------------------
+# The whitelist. Anything not named here is refused with "<what> not allowed (line N)".
+# --------------------------------------------------------------------------------------------------
+_ALLOWED_NODES = {
+    # statements
+    ast.Module, ast.FunctionDef, ast.Expr, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Return,
+    ast.If, ast.For, ast.While, ast.Break, ast.Continue, ast.Pass, ast.Import, ast.ImportFrom,
+    # expressions
+    ast.Constant, ast.Name, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Call,
+    ast.Attribute, ast.Subscript, ast.Slice, ast.List, ast.Tuple, ast.ListComp, ast.GeneratorExp,
+    ast.JoinedStr, ast.FormattedValue,
+    # helpers that hang off the nodes above
+    ast.comprehension, ast.keyword, ast.alias, ast.Load, ast.Store,
+    # operators (ast.MatMult is deliberately missing)
+    ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.LShift, ast.RShift,
+    ast.BitAnd, ast.BitOr, ast.BitXor, ast.UAdd, ast.USub, ast.Not, ast.Invert, ast.And, ast.Or,
+    ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn, ast.Is, ast.IsNot,
+}
+
+# Friendlier names for the most common refusals.
+_NODE_WORDS = {
+    "Lambda": "lambda", "ClassDef": "class definition", "With": "with statement",
+    "Try": "try statement", "Raise": "raise statement", "Global": "global statement",
+    "Nonlocal": "nonlocal statement", "Delete": "del statement", "Assert": "assert statement",
+    "Dict": "dict", "Set": "set", "DictComp": "dict comprehension", "SetComp": "set comprehension",
+    "NamedExpr": "walrus operator", "Starred": "star expression", "Yield": "yield",
+    "YieldFrom": "yield", "Await": "await", "AsyncFunctionDef": "async function", "Match": "match",
+}
+
+_MATH_CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau, "inf": math.inf, "nan": math.nan}
+_MATH_FUNCTION_NAMES = (
+    "ceil floor trunc sqrt isqrt exp expm1 log log2 log10 log1p pow fabs fmod remainder copysign "
+    "gcd lcm factorial comb perm prod fsum hypot sin cos tan asin acos atan atan2 sinh cosh tanh "
+    "degrees radians isclose isfinite isinf isnan"
+).split()
+_MATH_NAMES = set(_MATH_CONSTANTS) | set(_MATH_FUNCTION_NAMES)
+_BUILTIN_NAMES = {
+    "abs", "min", "max", "round", "int", "float", "sum", "len", "range", "pow", "divmod",
+    "bool", "list", "tuple", "sorted", "print",
+}
+
+_SCALARS = (int, float, bool, str, type(None))
+_NUMBERS = (int, float, bool)
+_SEQUENCES = (list, tuple, str, range)
+
+
+def _refuse(node: ast.AST, what: str) -> ProgramError:
+    return ProgramError(f"{what} not allowed", getattr(node, "lineno", None))
+
+
+def _node_word(node: ast.AST) -> str:
+    name = type(node).__name__
+    return _NODE_WORDS.get(name, name)
+
+
+def _check_target(node: ast.AST, subscript_ok: bool = True) -> None:
+    """Assignment targets: a name, a flat tuple/list of names, or name[index]."""
+    if isinstance(node, ast.Name):
+        return
+    if isinstance(node, (ast.Tuple, ast.List)):
+        for elt in node.elts:
+            _check_target(elt, subscript_ok=False)
+        return
+    if subscript_ok and isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+        return
+    raise _refuse(node, f"assignment to {_node_word(node)}")
+
+
+@functools.lru_cache(maxsize=2048)
+def _parse_and_check(source: str) -> tuple[ast.Module | None, ProgramError | None]:
+    """Parse once per distinct source (cached) and check every node against the whitelist.
+
+    Checking the whole tree up front (not just the branches that happen to run) means a forbidden
+    construct is refused even in dead code, and the answer does not depend on the data.
+    Returns (tree, None) or (None, error); the cache stores both outcomes.
+    """
+    if len(source) > MAX_SOURCE_CHARS:
+        return None, ProgramError(f"program longer than {MAX_SOURCE_CHARS} characters")
+    try:
+        with warnings.catch_warnings():          # e.g. invalid escape sequences in a docstring
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source, mode="exec")
+    except SyntaxError as e:
+        return None, ProgramError(f"syntax error: {e.msg}", e.lineno)
+    except (ValueError, MemoryError, RecursionError) as e:   # null bytes, absurd nesting
+        return None, ProgramError(f"unparsable program ({type(e).__name__})")
+
+    # Iterative walk (no recursion, so any tree size is fine): (node, depth, in_function, in_loop).
+    stack = [(tree, 0, False, False)]
+    while stack:
+        node, depth, in_func, in_loop = stack.pop()
+        if depth > MAX_AST_DEPTH:
+            return None, _refuse(node, f"nesting deeper than {MAX_AST_DEPTH}")
+        if type(node) not in _ALLOWED_NODES:
+            return None, _refuse(node, _node_word(node))
+        children = list(ast.iter_child_nodes(node))
+        try:
+            if isinstance(node, ast.FunctionDef):
+                # Only `def solution():` at the top level: no arguments, decorators, or nesting.
+                # The return annotation (if any) is never evaluated, so it is not walked.
+                if in_func or depth != 1:
+                    raise _refuse(node, "nested function definition")
+                if node.name != "solution":
+                    raise _refuse(node, f"function '{node.name}' (only `def solution():`)")
+                a = node.args
+                if a.args or a.posonlyargs or a.kwonlyargs or a.vararg or a.kwarg or node.decorator_list:
+                    raise _refuse(node, "arguments or decorators on solution()")
+                children, in_func, in_loop = node.body, True, False
+            elif isinstance(node, ast.AnnAssign):
+                _check_target(node.target)       # the annotation is never evaluated: not walked
+                children = [node.target] + ([node.value] if node.value is not None else [])
+            elif isinstance(node, ast.Assign):
+                for t in node.targets:
+                    _check_target(t)
+            elif isinstance(node, ast.AugAssign):
+                if isinstance(node.target, (ast.Tuple, ast.List)):
+                    raise _refuse(node, "augmented assignment to a tuple")
+                _check_target(node.target)
+            elif isinstance(node, (ast.For, ast.comprehension)):
+                _check_target(node.target, subscript_ok=False)
+                if getattr(node, "is_async", 0):
+                    raise _refuse(node, "async for")
+            elif isinstance(node, ast.Return):
+                if not in_func:
+                    raise _refuse(node, "return outside solution()")
+            elif isinstance(node, (ast.Break, ast.Continue)):
+                if not in_loop:
+                    raise _refuse(node, f"{type(node).__name__.lower()} outside a loop")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name != "math":
+                        raise _refuse(node, f"import of '{alias.name}' (only math)")
+            elif isinstance(node, ast.ImportFrom):
+                if node.module != "math" or node.level:
+                    raise _refuse(node, f"import from '{node.module}' (only math)")
+                for alias in node.names:
+                    if alias.name not in _MATH_NAMES:
+                        raise _refuse(node, f"math.{alias.name}")
+            elif isinstance(node, ast.Name):
+                if node.id.startswith("__"):
+                    raise _refuse(node, f"name '{node.id}'")
+            elif isinstance(node, ast.Attribute):
+                # The one attribute form: math.<whitelisted name>. Resolved in our table, never getattr.
+                if not isinstance(node.value, ast.Name) or node.attr not in _MATH_NAMES:
+                    raise _refuse(node, f"attribute '{node.attr}'")
+            elif isinstance(node, ast.Call):
+                f = node.func
+                ok_name = isinstance(f, ast.Name) and (
+                    f.id in _BUILTIN_NAMES or f.id in _MATH_NAMES or f.id == "solution")
+                if not (ok_name or isinstance(f, ast.Attribute)):
+                    what = f.id if isinstance(f, ast.Name) else _node_word(f)
+                    raise _refuse(node, f"call of '{what}'")
+            elif isinstance(node, ast.Constant):
+                if type(node.value) not in (int, float, bool, str, type(None)):
+                    raise _refuse(node, f"{type(node.value).__name__} literal")
+            elif isinstance(node, (ast.While,)):
+                children = [node.test]
+                stack.extend((c, depth + 1, in_func, True) for c in node.body)
+                stack.extend((c, depth + 1, in_func, in_loop) for c in node.orelse)
+            if isinstance(node, ast.For):
+                children = [node.target, node.iter]
+                stack.extend((c, depth + 1, in_func, True) for c in node.body)
+                stack.extend((c, depth + 1, in_func, in_loop) for c in node.orelse)
+        except ProgramError as e:
+            return None, e
+        stack.extend((c, depth + 1, in_func, in_loop) for c in children)
+    return tree, None
+
+
+# --------------------------------------------------------------------------------------------------
+# The interpreter
+# --------------------------------------------------------------------------------------------------
+class _Interpreter:
+    """Walks one checked syntax tree. One instance per run; all state lives here."""
+
+    def __init__(self, max_steps, timeout_s, max_int_bits, max_seq_len, max_str_len, max_prints):
+        self.max_steps = max_steps
+        self.deadline = time.perf_counter() + timeout_s
+        self.max_int_bits = max_int_bits
+        self.max_seq_len = max_seq_len
+        self.max_str_len = max_str_len
+        self.prints_left = max_prints
+        self.steps = 0
+        self.line = None                    # line of the statement being run, for error messages
+        self.globals: dict = {}
+        self.scopes: list[dict] = [self.globals]   # innermost last: globals, solution locals, comprehensions
+        self.math_aliases = {"math"}        # ReFT's executor has math in its globals; so do we
+        self.math_imports: dict[str, str] = {}     # `from math import sqrt as s` -> {"s": "sqrt"}
+        self.solution: ast.FunctionDef | None = None
+        self.in_solution = False
+
+    # ---- budgets -------------------------------------------------------------------------------
+    def tick(self) -> None:
+        self.steps += 1
+        if self.steps > self.max_steps:
+            raise ProgramError(f"step budget of {self.max_steps} exceeded")
+        if not self.steps & 63 and time.perf_counter() > self.deadline:
+            raise ProgramError("time budget exceeded")
+
+    def check(self, v):
+        """Every value an operation produces passes through here."""
+        t = type(v)
+        if t is int:
+            if v.bit_length() > self.max_int_bits:
+                raise ProgramError(f"integer larger than {self.max_int_bits} bits")
+        elif t is str:
+            if len(v) > self.max_str_len:
+                raise ProgramError(f"string longer than {self.max_str_len} characters")
+        elif t is list or t is tuple:
+            if len(v) > self.max_seq_len:
+                raise ProgramError(f"sequence longer than {self.max_seq_len}")
+            for x in v:                     # flat containers only: keeps every C-level op O(max_seq_len)
+                if type(x) not in _SCALARS:
+                    raise ProgramError("nested sequences not allowed")
+        elif t is complex:                  # (-8) ** 0.5 is complex in Python 3
+            raise ProgramError("complex number not allowed")
+        elif t not in _SCALARS and t is not range:
+            raise ProgramError(f"value of type {t.__name__} not allowed")   # defensive; unreachable
+        return v
+
+    def eager_len(self, it) -> None:
+        """Before a builtin consumes an iterable in C (sum, max, list, ...), bound its length."""
+        if type(it) not in _SEQUENCES:
+            raise ProgramError(f"{type(it).__name__} is not iterable")
+        if len(it) > self.max_seq_len:
+            raise ProgramError(f"sequence longer than {self.max_seq_len}")
+
+    # ---- dispatch --------------------------------------------------------------------------------
+    def ev(self, node):
+        """Evaluate an expression node."""
+        self.tick()
+        return _EXPR[type(node)](self, node)
+
+    def run_block(self, body) -> None:
+        for stmt in body:
+            self.tick()
+            self.line = stmt.lineno
+            _STMT[type(stmt)](self, stmt)
+
+    # ---- names -------------------------------------------------------------------------------------
+    def lookup(self, name: str):
+        for scope in reversed(self.scopes):
+            if name in scope:
+                return scope[name]
+        if name in self.math_imports and self.math_imports[name] in _MATH_CONSTANTS:
+            return _MATH_CONSTANTS[self.math_imports[name]]
+        if name in _BUILTIN_NAMES or name in self.math_imports or name == "solution":
+            raise ProgramError(f"function '{name}' used as a value")
+        raise ProgramError(f"name '{name}' is not defined")
+
+    def assign(self, target, value) -> None:
+        if isinstance(target, ast.Name):
+            self.scopes[-1][target.id] = value
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            if type(value) not in _SEQUENCES:
+                raise ProgramError(f"cannot unpack {type(value).__name__}")
+            self.eager_len(value)
+            if len(value) != len(target.elts):
+                raise ProgramError(f"cannot unpack {len(value)} values into {len(target.elts)} names")
+            for t, v in zip(target.elts, value):
+                self.assign(t, v)
+        else:  # ast.Subscript on a name: lst[i] = v
+            seq = self.lookup(target.value.id)
+            index = self.ev(target.slice)
+            if type(seq) is not list or type(index) not in (int, bool):
+                raise ProgramError("item assignment only into a list at an integer index")
+            if type(value) not in _SCALARS:
+                raise ProgramError("nested sequences not allowed")
+            seq[index] = value
+
+    # ---- statements --------------------------------------------------------------------------------
+    def s_Expr(self, node):
+        self.ev(node.value)
+
+    def s_Pass(self, node):
+        pass
+
+    def s_Assign(self, node):
+        value = self.ev(node.value)
+        for target in node.targets:
+            self.assign(target, value)
+
+    def s_AnnAssign(self, node):
+        if node.value is not None:
+            self.assign(node.target, self.ev(node.value))
+
+    def s_AugAssign(self, node):
+        t = node.target
+        if isinstance(t, ast.Name):
+            self.scopes[-1][t.id] = self.binop(node.op, self.lookup(t.id), self.ev(node.value))
+        else:
+            seq, index = self.lookup(t.value.id), self.ev(t.slice)
+            if type(seq) is not list or type(index) not in (int, bool):
+                raise ProgramError("item assignment only into a list at an integer index")
+            seq[index] = self.binop(node.op, seq[index], self.ev(node.value))
+
+    def s_If(self, node):
+        self.run_block(node.body if self.ev(node.test) else node.orelse)
+
+    def s_For(self, node):
+        it = self.ev(node.iter)
+        if type(it) not in _SEQUENCES:
+            raise ProgramError(f"cannot loop over {type(it).__name__}")
+        for item in it:          # a huge range is fine: it is lazy, and every iteration costs steps
+            self.assign(node.target, item)
+            try:
+                self.run_block(node.body)
+            except _Break:
+                return
+            except _Continue:
+                pass
+        self.run_block(node.orelse)
+
+    def s_While(self, node):
+        while self.ev(node.test):
+            try:
+                self.run_block(node.body)
+            except _Break:
+                return
+            except _Continue:
+                pass
+        self.run_block(node.orelse)
+
+    def s_Break(self, node):
+        raise _Break()
+
+    def s_Continue(self, node):
+        raise _Continue()
+
+    def s_Return(self, node):
+        raise _Return(None if node.value is None else self.ev(node.value))
+
+    def s_FunctionDef(self, node):
+        self.solution = node       # stored as a tree, never as a runtime value
+
+    def s_Import(self, node):
+        for alias in node.names:   # checked: alias.name == "math"
+            self.math_aliases.add(alias.asname or "math")
+
+    def s_ImportFrom(self, node):
+        for alias in node.names:   # checked: names from the math whitelist
+            self.math_imports[alias.asname or alias.name] = alias.name
+
+    # ---- expressions -------------------------------------------------------------------------------
+    def e_Constant(self, node):
+        return self.check(node.value) if type(node.value) is int else node.value
+
+    def e_Name(self, node):
+        return self.lookup(node.id)
+
+    def e_Attribute(self, node):
+        # Only math.<constant> as a value; math.<function> is handled by e_Call.
+        if node.value.id not in self.math_aliases or node.value.id in self.scopes[-1]:
+            raise ProgramError(f"attribute '{node.attr}' not allowed")
+        if node.attr not in _MATH_CONSTANTS:
+            raise ProgramError(f"function 'math.{node.attr}' used as a value")
+        return _MATH_CONSTANTS[node.attr]
+
+    def e_BinOp(self, node):
+        return self.binop(node.op, self.ev(node.left), self.ev(node.right))
+
+    def e_UnaryOp(self, node):
+        v = self.ev(node.operand)
+        op = type(node.op)
+        if op is ast.Not:
+            return not v
+        if type(v) not in _NUMBERS:
+            raise ProgramError(f"bad operand type for unary operator: {type(v).__name__}")
+        if op is ast.USub:
+            return -v
+        if op is ast.UAdd:
+            return +v
+        return self.check(~v)      # ast.Invert; TypeError on floats is caught by run_program
+
+    def e_BoolOp(self, node):
+        is_and = type(node.op) is ast.And
+        v = None
+        for value_node in node.values:
+            v = self.ev(value_node)
+            if bool(v) != is_and:  # `and` stops at the first falsy value, `or` at the first truthy
+                return v
+        return v
+
+    def e_Compare(self, node):
+        left = self.ev(node.left)
+        for op, right_node in zip(node.ops, node.comparators):
+            right = self.ev(right_node)
+            if not self.compare(op, left, right):
+                return False
+            left = right
+        return True
+
+    def e_IfExp(self, node):
+        return self.ev(node.body) if self.ev(node.test) else self.ev(node.orelse)
+
+    def e_List(self, node):
+        return self.check([self.ev(e) for e in node.elts])
+
+    def e_Tuple(self, node):
+        return self.check(tuple(self.ev(e) for e in node.elts))
+
+    def e_Subscript(self, node):
+        seq = self.ev(node.value)
+        index = self.ev(node.slice)
+        if type(seq) not in _SEQUENCES:
+            raise ProgramError(f"{type(seq).__name__} is not subscriptable")
+        if type(index) not in (int, bool, slice):
+            raise ProgramError("indices must be integers or slices")
+        return seq[index]          # a slice is never longer than its (bounded) sequence
+
+    def e_Slice(self, node):
+        parts = [None if p is None else self.ev(p) for p in (node.lower, node.upper, node.step)]
+        if any(p is not None and type(p) not in (int, bool) for p in parts):
+            raise ProgramError("slice indices must be integers")
+        return slice(*parts)
+
+    def e_JoinedStr(self, node):    # f-strings: "{x:.2f}" etc.
+        return self.check("".join(str(self.ev(v)) for v in node.values))
+
+    def e_FormattedValue(self, node):
+        v = self.ev(node.value)
+        if type(v) not in _SCALARS:
+            raise ProgramError("only numbers and strings can be formatted")
+        if node.conversion == ord("r"):
+            v = repr(v)
+        elif node.conversion in (ord("s"), ord("a")):
+            v = str(v)
+        spec = "" if node.format_spec is None else self.ev(node.format_spec)
+        # A width or precision like {x:999999999} would allocate a huge string inside C: cap digits.
+        if any(ch.isdigit() for ch in spec) and max(len(run) for run in _digit_runs(spec)) > 3:
+            raise ProgramError("format width/precision too large")
+        return self.check(format(v, spec))
+
+    def e_ListComp(self, node):
+        return self.check(self.comprehension(node))
+
+    def e_GeneratorExp(self, node):   # evaluated eagerly into a (bounded) list: sum(x for x in ...)
+        return self.check(self.comprehension(node))
+
+    def comprehension(self, node) -> list:
+        out: list = []
+        self.scopes.append({})        # comprehension variables do not leak (as in Python 3)
+        try:
+            self._comp_level(node, 0, out)
+        finally:
+            self.scopes.pop()
+        return out
+
+    def _comp_level(self, node, level: int, out: list) -> None:
+        gen = node.generators[level]
+        it = self.ev(gen.iter)
+        if type(it) not in _SEQUENCES:
+            raise ProgramError(f"cannot loop over {type(it).__name__}")
+        for item in it:
+            self.assign(gen.target, item)
+            if all(self.ev(cond) for cond in gen.ifs):
+                if level + 1 < len(node.generators):
+                    self._comp_level(node, level + 1, out)
+                else:
+                    out.append(self.ev(node.elt))
+                    if len(out) > self.max_seq_len:
+                        raise ProgramError(f"sequence longer than {self.max_seq_len}")
+
+    def e_Call(self, node):
+        f = node.func
+        if isinstance(f, ast.Attribute):             # math.sqrt(...)
+            if f.value.id not in self.math_aliases or f.value.id in self.scopes[-1]:
+                raise ProgramError(f"call of attribute '{f.attr}' not allowed")
+            name, table = f.attr, _MATH_FUNCTIONS
+        elif f.id == "solution":
+            if node.args or node.keywords:
+                raise ProgramError("solution() takes no arguments")
+            return self.call_solution()
+        elif f.id in self.math_imports:               # from math import sqrt
+            name, table = self.math_imports[f.id], _MATH_FUNCTIONS
+        elif f.id in _BUILTIN_NAMES and not any(f.id in s for s in self.scopes):
+            name, table = f.id, _BUILTINS
+        else:
+            raise ProgramError(f"call of '{f.id}' not allowed")
+        if name not in table:
+            raise ProgramError(f"'{name}' is not callable")
+        args = [self.ev(a) for a in node.args]
+        if node.keywords:
+            if name != "print":
+                raise ProgramError(f"keyword arguments not allowed ({name})")
+            for kw in node.keywords:                  # print(sep=..., end=...): evaluated, ignored
+                self.ev(kw.value)
+        return self.check(table[name](self, *args))
+
+    def call_solution(self):
+        if self.solution is None:
+            raise ProgramError("name 'solution' is not defined")
+        if self.in_solution:                          # the only user function may not recurse
+            raise ProgramError("recursion not allowed")
+        saved_scopes, saved_line = self.scopes, self.line
+        self.scopes, self.in_solution = [self.globals, {}], True
+        try:
+            self.run_block(self.solution.body)
+            value = None                              # fell off the end: Python returns None
+        except _Return as r:
+            value = r.value
+        finally:
+            self.scopes, self.in_solution = saved_scopes, False
+        self.line = saved_line
+        return value
+
+    # ---- operators -------------------------------------------------------------------------------
+    def binop(self, op, a, b):
+        op = type(op)
+        ta, tb = type(a), type(b)
+        a_num, b_num = ta in _NUMBERS, tb in _NUMBERS
+        if not (a_num and b_num):
+            return self.sequence_binop(op, a, b)
+        if op is ast.Add:
+            return self.check(a + b)
+        if op is ast.Sub:
+            return self.check(a - b)
+        if op is ast.Mult:
+            if ta is int and tb is int and a.bit_length() + b.bit_length() > self.max_int_bits + 1:
+                raise ProgramError(f"integer larger than {self.max_int_bits} bits")
+            return self.check(a * b)
+        if op is ast.Div:
+            return a / b
+        if op is ast.FloorDiv:
+            return self.check(a // b)
+        if op is ast.Mod:
+            return self.check(a % b)
+        if op is ast.Pow:
+            return self.check(self.power(a, b))
+        if op is ast.LShift:
+            if ta is not float and tb is not float and b > 0 and a and a.bit_length() + b > self.max_int_bits:
+                raise ProgramError(f"integer larger than {self.max_int_bits} bits")
+            return self.check(a << b)
+        if op is ast.RShift:
+            return a >> b
+        if op is ast.BitAnd:
+            return a & b
+        if op is ast.BitOr:
+            return a | b
+        if op is ast.BitXor:
+            return a ^ b
+        raise ProgramError(f"operator {op.__name__} not allowed")     # unreachable after the check
+
+    def power(self, a, b):
+        """a ** b, refusing before computing when an integer result would be too large."""
+        if type(a) is not float and type(b) is not float and b > 0 and abs(a) > 1:
+            # |a| >= 2**(L-1), so |a|**b has at least (L-1)*b + 1 bits: refuse without computing.
+            if (abs(a).bit_length() - 1) * b + 1 > self.max_int_bits:
+                raise ProgramError(f"integer larger than {self.max_int_bits} bits")
+        return a ** b              # float overflow raises OverflowError, caught by run_program
+
+    def sequence_binop(self, op, a, b):
+        ta, tb = type(a), type(b)
+        if op is ast.Add and ta is tb and ta in (list, tuple, str):
+            if len(a) + len(b) > (self.max_str_len if ta is str else self.max_seq_len):
+                raise ProgramError("sequence too long")
+            return a + b
+        if op is ast.Mult:
+            seq, n = (a, b) if tb in (int, bool) else (b, a)
+            if type(seq) in (list, tuple, str) and type(n) in (int, bool):
+                limit = self.max_str_len if type(seq) is str else self.max_seq_len
+                if len(seq) * n > limit:              # check *before* building [0] * 10**10
+                    raise ProgramError("sequence too long")
+                return seq * n
+        # str % x would be printf-style formatting with unbounded widths: not offered.
+        raise ProgramError(f"unsupported operand types for {op.__name__}: {ta.__name__}, {tb.__name__}")
+
+    def compare(self, op, a, b) -> bool:
+        op = type(op)
+        if op is ast.Eq:
+            return a == b
+        if op is ast.NotEq:
+            return a != b
+        if op is ast.Lt:
+            return a < b
+        if op is ast.LtE:
+            return a <= b
+        if op is ast.Gt:
+            return a > b
+        if op is ast.GtE:
+            return a >= b
+        if op is ast.Is:
+            return a is b
+        if op is ast.IsNot:
+            return a is not b
+        # in / not in
+        if type(b) not in _SEQUENCES:
+            raise ProgramError(f"'in' needs a sequence, not {type(b).__name__}")
+        if type(b) is range and type(a) not in (int, bool):
+            self.eager_len(b)      # `0.5 in range(10**12)` scans element by element in C
+        if type(b) is str and type(a) is not str:
+            raise ProgramError("'in <string>' requires a string")
+        found = a in b
+        return found if op is ast.In else not found
+
+
+def _digit_runs(s: str) -> list[str]:
+    runs, cur = [], ""
+    for ch in s:
+        if ch.isdigit():
+            cur += ch
+        else:
+            if cur:
+                runs.append(cur)
+            cur = ""
+    if cur:
+        runs.append(cur)
+    return runs
+
+
+# --------------------------------------------------------------------------------------------------
+# Whitelisted functions. Each receives the interpreter (for budgets) and already-evaluated values,
+# which can only be int/float/bool/str/None or flat list/tuple/range: calling the real builtins on
+# them is safe, as long as the amount of work is bounded first.
+# --------------------------------------------------------------------------------------------------
+def _number(x, fname: str):
+    if type(x) not in _NUMBERS:
+        raise ProgramError(f"{fname}() needs a number, not {type(x).__name__}")
+    return x
+
+
+def _b_abs(it, x):
+    return abs(_number(x, "abs"))
+
+
+def _min_max(it, fn, args):
+    if len(args) == 1:
+        it.eager_len(args[0])
+        return fn(args[0])
+    return fn(args)
+
+
+def _b_min(it, *args):
+    return _min_max(it, min, args)
+
+
+def _b_max(it, *args):
+    return _min_max(it, max, args)
+
+
+def _b_round(it, x, ndigits=None):
+    _number(x, "round")
+    if ndigits is None:
+        return round(x)
+    if type(ndigits) not in (int, bool) or abs(ndigits) > 400:   # round(5, -10**9) computes 10**10**9
+        raise ProgramError("round() digits must be an integer in [-400, 400]")
+    return round(x, ndigits)
+
+
+def _b_int(it, x=0, base=None):
+    if type(x) is str and len(x) > 1000:
+        raise ProgramError("int() of a very long string")
+    if base is None:
+        return int(x) if type(x) in (int, float, bool, str) else _number(x, "int")
+    if type(x) is not str:
+        raise ProgramError("int() with a base needs a string")
+    return int(x, base)
+
+
+def _b_float(it, x=0.0):
+    if type(x) not in (int, float, bool, str):
+        raise ProgramError(f"float() of {type(x).__name__}")
+    return float(x)
+
+
+def _b_sum(it, seq, start=0):
+    it.eager_len(seq)
+    _number(start, "sum")
+    total = start
+    for x in seq:
+        total = it.check(total + _number(x, "sum"))
+    return total
+
+
+def _b_len(it, seq):
+    if type(seq) not in _SEQUENCES:
+        raise ProgramError(f"len() of {type(seq).__name__}")
+    return len(seq)            # len(range(10**30)) raises OverflowError, caught
+
+
+def _b_range(it, *args):
+    if not 1 <= len(args) <= 3 or any(type(a) not in (int, bool) for a in args):
+        raise ProgramError("range() needs 1 to 3 integers")
+    return range(*args)        # lazy: costs nothing until iterated (each iteration costs steps)
+
+
+def _b_pow(it, a, b, mod=None):
+    _number(a, "pow"), _number(b, "pow")
+    if mod is None:
+        return it.power(a, b)
+    if type(a) is float or type(b) is float or type(mod) not in (int, bool):
+        raise ProgramError("pow() with a modulus needs integers")
+    return pow(a, b, mod)      # modular: every intermediate is smaller than mod (itself bounded)
+
+
+def _b_divmod(it, a, b):
+    return divmod(_number(a, "divmod"), _number(b, "divmod"))
+
+
+def _b_bool(it, x=False):
+    return bool(x)
+
+
+def _b_list(it, seq=()):
+    it.eager_len(seq)
+    return list(seq)
+
+
+def _b_tuple(it, seq=()):
+    it.eager_len(seq)
+    return tuple(seq)
+
+
+def _b_sorted(it, seq):
+    it.eager_len(seq)
+    return sorted(seq)
+
+
+def _b_print(it, *args):
+    # Output is discarded (a reward function must not write to stdout); only the count is bounded.
+    it.prints_left -= 1
+    if it.prints_left < 0:
+        raise ProgramError("too many print() calls")
+    return None
+
+
+_BUILTINS = {
+    "abs": _b_abs, "min": _b_min, "max": _b_max, "round": _b_round, "int": _b_int,
+    "float": _b_float, "sum": _b_sum, "len": _b_len, "range": _b_range, "pow": _b_pow,
+    "divmod": _b_divmod, "bool": _b_bool, "list": _b_list, "tuple": _b_tuple,
+    "sorted": _b_sorted, "print": _b_print,
+}
+assert set(_BUILTINS) == _BUILTIN_NAMES
+
+
+def _m_plain(fn):
+    """math functions that cannot blow up (bounded inputs in, float or small int out)."""
+    return lambda it, *args: fn(*args)
+
+
+def _m_factorial(it, n):
+    if type(n) not in (int, bool) or n > 1500:        # 1500! has ~13k bits: refused after, cheaply
+        raise ProgramError("factorial() needs an integer <= 1500")
+    return math.factorial(n)
+
+
+def _m_comb(it, n, k):
+    if type(n) not in (int, bool) or type(k) not in (int, bool):
+        raise ProgramError("comb() needs integers")
+    if n >= 0 and 0 <= k <= n and min(k, n - k) * max(n.bit_length(), 1) > it.max_int_bits:
+        raise ProgramError(f"integer larger than {it.max_int_bits} bits")
+    return math.comb(n, k)
+
+
+def _m_perm(it, n, k=None):
+    if type(n) not in (int, bool) or (k is not None and type(k) not in (int, bool)):
+        raise ProgramError("perm() needs integers")
+    kk = n if k is None else k
+    if n >= 0 and 0 <= kk <= n and kk * max(n.bit_length(), 1) > it.max_int_bits:
+        raise ProgramError(f"integer larger than {it.max_int_bits} bits")
+    return math.perm(n, k)
+
+
+def _m_prod(it, seq, start=1):
+    it.eager_len(seq)
+    total = _number(start, "prod")
+    for x in seq:                                      # our checked multiply, one factor at a time
+        total = it.binop(ast.Mult(), total, _number(x, "prod"))
+    return total
+
+
+def _m_fsum(it, seq):
+    it.eager_len(seq)
+    return math.fsum(seq)
+
+
+def _m_pow(it, a, b):
+    return math.pow(_number(a, "pow"), _number(b, "pow"))   # float pow: overflow raises, caught
+
+
+def _m_lcm(it, *args):
+    total = 1
+    for x in args:                                     # lcm(a, b) <= a * b: check as we go
+        if type(x) not in (int, bool):
+            raise ProgramError("lcm() needs integers")
+        if total.bit_length() + x.bit_length() > it.max_int_bits + 1:
+            raise ProgramError(f"integer larger than {it.max_int_bits} bits")
+        total = math.lcm(total, x)
+    return total
+
+
+_MATH_FUNCTIONS = {name: _m_plain(getattr(math, name)) for name in _MATH_FUNCTION_NAMES}
+_MATH_FUNCTIONS.update({"factorial": _m_factorial, "comb": _m_comb, "perm": _m_perm,
+                        "prod": _m_prod, "fsum": _m_fsum, "pow": _m_pow, "lcm": _m_lcm})
+
+_STMT = {getattr(ast, n[2:]): f for n, f in vars(_Interpreter).items() if n.startswith("s_")}
+_EXPR = {getattr(ast, n[2:]): f for n, f in vars(_Interpreter).items() if n.startswith("e_")}
+
+
+# --------------------------------------------------------------------------------------------------
+# The entry point
+# --------------------------------------------------------------------------------------------------
+def run_program(
+    source: str,
+    *,
+    max_steps: int = MAX_STEPS,
+    timeout_s: float = TIMEOUT_S,
+    max_int_bits: int = MAX_INT_BITS,
+    max_seq_len: int = MAX_SEQ_LEN,
+    max_str_len: int = MAX_STR_LEN,
+    max_prints: int = MAX_PRINTS,
+) -> ProgramResult:
+    """Run a P-CoT program safely and return its numeric answer or an error message. Never raises.
+
+    The answer is `solution()`'s return value when `solution` is defined, else the top-level
+    variable `result` (or `answer`). It must be a finite int or float (not bool).
+    """
+    if not isinstance(source, str):
+        return ProgramResult(None, f"program must be a string, not {type(source).__name__}")
+    tree, error = _parse_and_check(source)
+    if error is not None:
+        return _failure(error, error.line)
+    it = _Interpreter(max_steps, timeout_s, max_int_bits, max_seq_len, max_str_len, max_prints)
+    try:
+        it.run_block(tree.body)
+        if it.solution is not None:
+            it.line = it.solution.lineno
+            value = it.call_solution()
+            where = "solution() returned"
+        elif "result" in it.globals or "answer" in it.globals:
+            value = it.globals.get("result", it.globals.get("answer"))
+            where = "result is"
+        else:
+            return ProgramResult(None, "no solution() function and no `result` variable")
+    except ProgramError as e:
+        return _failure(e, it.line)
+    except (_Break, _Continue, _Return):        # cannot happen after the checks; belt and braces
+        return ProgramResult(None, f"misplaced control flow (line {it.line})")
+    except Exception as e:                      # ZeroDivisionError, OverflowError, TypeError, ...
+        return ProgramResult(None, f"{type(e).__name__}: {e} (line {it.line})")
+    if type(value) not in (int, float):         # type() is exact: this also refuses bool
+        return ProgramResult(None, f"{where} {type(value).__name__}, not a number")
+    if type(value) is float and not math.isfinite(value):
+        return ProgramResult(None, f"{where} {value}, not a finite number")
+    return ProgramResult(value, None)
+
+
+def _failure(error: ProgramError, line: int | None) -> ProgramResult:
+    line = error.line if error.line is not None else line
+    suffix = f" (line {line})" if line is not None else ""
+    return ProgramResult(None, f"{error}{suffix}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Benchmark / sanity check on ReFT's SVAMP programs:
+#     python -m reft_mini.program [path/to/svamp_python_sdp.json]
+# --------------------------------------------------------------------------------------------------
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    import statistics
+    from pathlib import Path
+
+    default = Path(__file__).resolve().parents[1].parent / "shared/datasets/mwp_ReFT/svamp_python_sdp.json"
+    parser = argparse.ArgumentParser(description="Run every program of a ReFT *_python_sdp.json file.")
+    parser.add_argument("path", nargs="?", default=str(default))
+    args = parser.parse_args(argv)
+    records = json.loads(Path(args.path).read_text())
+
+    def timed(src):
+        t0 = time.perf_counter()
+        res = run_program(src)
+        return res, (time.perf_counter() - t0) * 1e6
+
+    cold, warm, misses = [], [], []
+    for rec in records:
+        res, us = timed(rec["answer_cot"])     # first time: parse + check + run
+        cold.append(us)
+        warm.append(timed(rec["answer_cot"])[1])  # again: the parsed tree comes from the cache
+        gold = float(rec["answer_value"])
+        if not res.ok or abs(res.value - gold) > 1e-2:
+            misses.append((rec["item_id"], rec["answer_value"], res.value, res.error))
+
+    n = len(records)
+    print(f"{args.path}")
+    print(f"reproduced answer_value (|pred-gold| <= 1e-2): {n - len(misses)}/{n} = {(n - len(misses)) / n:.2%}")
+    for item_id, gold, value, error in misses:
+        print(f"  miss {item_id}: gold {gold}, got {value if error is None else 'error: ' + error}")
+
+    def pct(xs, q):
+        return sorted(xs)[min(len(xs) - 1, int(q * len(xs)))]
+
+    for name, xs in (("parse+check+run", cold), ("run (cached parse)", warm)):
+        print(f"{name:>20}: median {statistics.median(xs):7.1f} us   p90 {pct(xs, 0.9):7.1f} us   "
+              f"max {max(xs):8.1f} us per program")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

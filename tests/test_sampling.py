@@ -1,0 +1,102 @@
+"""Batched KV-cache sampling: padding-invariant, stops at EOT, log-probs that PPO can recompute."""
+import torch
+
+from reft_mini.model import GPT, GPTConfig, PRESETS
+from reft_mini.sampling import filter_logits, generate, left_pad
+
+EOT = 96
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(**{**PRESETS["tiny"], "vocab_size": 97})).eval()
+
+
+def force_token(model, token, logit):
+    """Make every hidden state the same vector u, and give `token` the logit `logit` against it."""
+    with torch.no_grad():
+        ln = model.transformer.ln_f
+        ln.weight.zero_()
+        ln.bias.normal_()
+        u = ln.bias
+        model.transformer.wte.weight[token] = logit * u / u.dot(u)
+
+
+PROMPTS = [[5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8], [9]]
+
+
+def test_batched_greedy_matches_each_prompt_sampled_alone():
+    model = tiny_model()
+    batch = generate(model, PROMPTS, max_new_tokens=12, eot_id=EOT, temperature=0)
+    for i, p in enumerate(PROMPTS):
+        alone = generate(model, [p], max_new_tokens=12, eot_id=EOT, temperature=0)
+        n = int(alone.response_mask.sum())
+        assert batch.response[i, :n].tolist() == alone.response[0, :n].tolist()
+        assert torch.allclose(batch.logprobs[i, :n], alone.logprobs[0, :n], atol=1e-5)
+        assert int(batch.response_mask[i].sum()) == n
+
+
+def test_right_padded_prompts_are_accepted_after_stripping_their_pads():
+    # A caller holding a right-padded (B,P) batch passes the real tokens of each row; the sampler
+    # re-pads on the left, so the result equals the left-padded batch.
+    model = tiny_model()
+    right = torch.full((3, 8), EOT)
+    rmask = torch.zeros(3, 8, dtype=torch.bool)
+    for i, p in enumerate(PROMPTS):
+        right[i, :len(p)] = torch.tensor(p)
+        rmask[i, :len(p)] = True
+    stripped = [row[m].tolist() for row, m in zip(right, rmask)]
+    a = generate(model, stripped, max_new_tokens=6, eot_id=EOT, temperature=0)
+    b = generate(model, PROMPTS, max_new_tokens=6, eot_id=EOT, temperature=0)
+    assert torch.equal(a.response, b.response)
+
+
+def test_sampler_logprobs_equal_a_full_forward_recomputation():
+    model = tiny_model()
+    s = generate(model, PROMPTS, max_new_tokens=10, eot_id=EOT, temperature=0.7,
+                 generator=torch.Generator().manual_seed(0))
+    seq, mask = s.sequences()
+    P = s.prompt.shape[1]
+    h = model(seq, attention_mask=mask)
+    logits = model.logits(h[:, P - 1:-1]).float() / 0.7                 # states that predict the response
+    lp = torch.log_softmax(logits, -1).gather(-1, s.response[..., None]).squeeze(-1)
+    assert torch.allclose(lp * s.response_mask, s.logprobs, atol=1e-5)
+
+
+def test_generation_stops_at_eot_and_pads_after_it():
+    model = tiny_model()
+    force_token(model, EOT, 10.0)  # EOT overwhelmingly likely: every row ends at once
+    s = generate(model, PROMPTS, max_new_tokens=10, eot_id=EOT, temperature=1.0,
+                 generator=torch.Generator().manual_seed(0))
+    assert s.ended.all()
+    for i in range(3):
+        n = int(s.response_mask[i].sum())
+        assert s.response[i, n - 1] == EOT and (s.response[i, n:] == EOT).all()
+        assert (s.logprobs[i, n:] == 0).all()
+
+
+def test_length_limit_marks_rows_as_not_ended():
+    model = tiny_model()
+    force_token(model, EOT, -10.0)  # EOT never wins greedily
+    s = generate(model, PROMPTS, max_new_tokens=4, eot_id=EOT, temperature=0)
+    assert s.response.shape == (3, 4) and not s.ended.any() and s.response_mask.all()
+
+
+def test_same_generator_seed_gives_the_same_samples():
+    model = tiny_model()
+    a = generate(model, PROMPTS, 8, EOT, generator=torch.Generator().manual_seed(3))
+    b = generate(model, PROMPTS, 8, EOT, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a.response, b.response) and torch.equal(a.logprobs, b.logprobs)
+
+
+def test_top_k_and_top_p_keep_the_expected_tokens():
+    logits = torch.tensor([[3.0, 2.0, 1.0, 0.0]])
+    assert torch.isinf(filter_logits(logits, top_k=2)).tolist() == [[False, False, True, True]]
+    # probabilities ~ [0.64, 0.24, 0.09, 0.03]: the nucleus at 0.8 needs the first two tokens
+    assert torch.isinf(filter_logits(logits, top_p=0.8)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(filter_logits(logits, top_p=0.5)).tolist() == [[False, True, True, True]]
+
+
+def test_left_pad_layout():
+    ids, mask = left_pad([[1, 2], [3]], pad_id=0)
+    assert ids.tolist() == [[1, 2], [0, 3]] and mask.tolist() == [[True, True], [False, True]]

@@ -1,0 +1,331 @@
+"""Stage 2 of ReFT: reinforcement learning with PPO on the *same* training questions.
+
+ReFT (Luong et al., 2024, Sec. 3, "Reinforcement Learning") keeps training the warm-up model, but no
+longer on the annotated chains of thought: it samples its own, and learns from whether the final
+answer is right. One iteration, as this file does it from top to bottom:
+
+  1. ROLLOUT   take a batch of training questions; sample chains of thought from the policy
+               (temperature 1.0) -> response tokens and masks                     [reft_mini/sampling.py]
+  2. SCORE     extract each answer (N-CoT: after "####"; P-CoT: run the program safely) and compare it
+               to the gold answer: 1 right, 0.1 wrong-but-extracted, 0 nothing    [reft_mini/reward.py]
+  3. EVALUATE  one no-grad forward of the policy and of the frozen reference (the warm-up model):
+               log pi_old(a_t), log pi_ref(a_t), values V(s_t) for every response token
+  4. SHAPE     per-token reward r_t = -beta * (log pi_old - log pi_ref), plus the score on the last
+               token; GAE (gamma 1, lambda 0.95) -> advantages and returns; whiten the advantages
+                                                                                    [reft_mini/ppo.py]
+  5. LEARN     ppo_epochs passes over the batch in minibatches: clipped surrogate policy loss +
+               vf_coef * clipped value loss, AdamW step with gradient clipping
+
+The policy and the value function share one backbone (a scalar head on the GPT, new at the start of
+RL, as in ReFT). A fresh head predicts garbage, and its large loss flowing into the shared backbone
+would damage the policy in the first iterations; so the first `value_warmup_iters` iterations train
+the value head alone (backbone detached) and the policy's learning rate then ramps up over
+`lr_warmup_iters` iterations. (Without this, held-out accuracy dropped in the first iterations.)
+
+    python train_ppo.py                          # from runs/warmup/latest.pt, offline default
+    python train_ppo.py --cot=program --init=runs/warmup_program/latest.pt
+    python train_ppo.py --resume                 # continue runs/ppo exactly
+    python train_ppo.py --help
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from reft_mini import data, dist, ppo, reward
+from reft_mini.checkpoint import (load_checkpoint, load_weights, model_from_checkpoint, rng_state,
+                                  save_checkpoint, set_rng_state)
+from reft_mini.config import UserError, main_guard, parse_config
+from reft_mini.evaluation import greedy_accuracy
+from reft_mini.kernels import token_logprobs
+from reft_mini.metrics import MetricsLog, plot_curves, truncate_after
+from reft_mini.sampling import generate
+from reft_mini.tokenizer import get_tokenizer
+
+# The paper's KL coefficients (beta): stronger for natural language than for programs.
+PAPER_KL_COEF = {"nl": 0.05, "program": 0.01}
+
+
+@dataclass
+class Config:
+    """ReFT stage 2: PPO on the same training questions, from a warm-up checkpoint."""
+    init: str = "runs/warmup/latest.pt"  # warm-up checkpoint: initial policy AND the frozen reference
+    # --- data (None = as in the warm-up checkpoint)
+    dataset: str | None = None          # synthetic | gsm8k | svamp | mathqa | reft
+    data_path: str | None = None        # local file/folder for a real data set
+    cot: str | None = None              # nl (N-CoT) or program (P-CoT)
+    train_split: str | None = None      # the questions RL practises on (the SFT training questions)
+    eval_split: str | None = None       # held-out split for greedy accuracy
+    max_train: int | None = None        # use only the first N training questions
+    # --- rollouts
+    questions_per_iter: int = 32        # questions per iteration (the paper: 4 per GPU x 8 GPUs)
+    samples_per_question: int = 4       # chains of thought per question (the paper: 1)
+    temperature: float = 1.0            # sampling temperature (the paper: 1.0, no top-k/top-p)
+    max_new_tokens: int = 160           # longest chain of thought
+    # --- reward
+    partial_reward: float = 0.1         # score when an answer was extracted but is wrong (the paper: 0.1)
+    unfinished_score: float | None = None  # score of a response that hit max_new_tokens (None: score its text)
+    kl_coef: float | None = None        # beta of the per-token KL penalty (None: 0.05 N-CoT / 0.01 P-CoT)
+    # --- PPO
+    ppo_epochs: int = 2                 # passes over each rollout batch (the paper: 2)
+    minibatch_size: int = 64            # responses per gradient step
+    gamma: float = 1.0                  # discount (the paper: 1.0)
+    lam: float = 0.95                   # GAE lambda (the paper: 0.95)
+    clip: float = 0.2                   # policy ratio clip (the paper: 0.2)
+    vf_clip: float = 0.2                # value clip (the paper: 0.2)
+    vf_coef: float = 0.5                # value-loss weight (the paper: 5; see README for why 0.5 here)
+    lr: float = 5e-5                    # policy learning rate (the paper: 3e-7 for 7B models)
+    value_lr: float = 1e-3              # learning rate of the value head alone
+    weight_decay: float = 0.0           # AdamW weight decay (the paper: 0)
+    grad_clip: float = 1.0              # global gradient-norm clip (the paper: 1.0)
+    value_warmup_iters: int = 8         # first iterations train only the value head (backbone detached)
+    lr_warmup_iters: int = 8            # then the policy lr ramps up linearly over this many iterations
+    # --- loop, evaluation, output
+    iters: int = 100000                 # stop after this many iterations ...
+    minutes: float | None = 5.0         # ... or after this many minutes of training (evaluation excluded)
+    eval_every: int = 10                # iterations between held-out greedy evaluations
+    eval_questions: int = 500           # held-out questions per evaluation
+    out_dir: str = "runs/ppo"           # latest.pt, best.pt, metrics.jsonl, curves.png
+    resume: bool = False                # continue from out_dir/latest.pt
+    seed: int = 1337                    # seeds question order and sampling
+    device: str = "auto"                # auto | cpu | cuda
+    progress: bool = True               # tqdm progress bar
+
+
+def resolve_defaults(cfg: Config, warm_cfg: dict) -> Config:
+    """Data settings not given on the command line come from the warm-up run."""
+    for key, fallback in (("dataset", "synthetic"), ("cot", "nl"), ("train_split", "train"), ("eval_split", "test"),
+                          ("data_path", None), ("max_train", None)):
+        if getattr(cfg, key) is None:
+            setattr(cfg, key, warm_cfg.get(key, fallback))
+    if cfg.cot not in data.STYLES:
+        raise UserError(f"--cot={cfg.cot}: choose one of {', '.join(data.STYLES)}")
+    if cfg.kl_coef is None:
+        cfg.kl_coef = PAPER_KL_COEF[cfg.cot]
+    return cfg
+
+
+def response_states(model, samples_seq, seq_mask, P: int):
+    """Hidden states that *predict* each response token: (B,N,C) = positions P-1 .. P+N-2.
+
+    The state before token t of the response is the last prompt token (t=0) or response token t-1.
+    """
+    h = model(samples_seq, attention_mask=seq_mask)          # (B,P+N,C)
+    return h[:, P - 1:-1]
+
+
+def whiten_global(x: torch.Tensor, mask: torch.Tensor, info: dist.DistInfo) -> torch.Tensor:
+    """Masked whitening over the *global* batch (all ranks), as ReFT whitens over all GPUs' samples."""
+    if not info.enabled:
+        return ppo.masked_whiten(x, mask)
+    m = mask.float()
+    stats = dist.all_reduce_sum(torch.stack([(x * m).sum(), (x * x * m).sum(), m.sum()]), info)
+    mean = stats[0] / stats[2]
+    var = (stats[1] / stats[2] - mean ** 2) * stats[2] / (stats[2] - 1).clamp(min=1)
+    return torch.where(mask.bool(), (x - mean) * torch.rsqrt(var + 1e-8), torch.zeros_like(x))
+
+
+def main(cfg: Config) -> dict:
+    info = dist.setup(cfg.device)
+    out = Path(cfg.out_dir)
+    warm = load_checkpoint(cfg.init)
+    cfg = resolve_defaults(cfg, warm.get("config", {}))
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    enc = get_tokenizer(warm.get("tokenizer", "reft_mini"), warm.get("config", {}).get("tokenizer_path"))
+
+    train_problems = data.load_problems(cfg.dataset, cfg.train_split, cfg.cot, cfg.data_path)
+    if cfg.max_train:
+        train_problems = train_problems[:cfg.max_train]
+    eval_problems = data.load_problems(cfg.dataset, cfg.eval_split, cfg.cot, cfg.data_path)[:cfg.eval_questions]
+    prompts = [enc.encode_ordinary(data.format_prompt(p.question, cfg.cot)) for p in train_problems]
+
+    # ---- policy (with a NEW value head) and the frozen reference: both start as the warm-up model
+    policy = model_from_checkpoint(warm, cfg.init).to(info.device)
+    policy.reset_value_head()
+    reference = model_from_checkpoint(warm, cfg.init).to(info.device).eval()
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    head = list(policy.value_head.parameters())
+    backbone = [p for n, p in policy.named_parameters() if not n.startswith("value_head")]
+    opt = torch.optim.AdamW([{"params": backbone, "lr": cfg.lr}, {"params": head, "lr": cfg.value_lr}],
+                            weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    it, best_acc, history = 0, -1.0, []
+    if cfg.resume:
+        ck = load_checkpoint(out / "latest.pt", map_location=info.device)
+        load_weights(policy, ck["policy"], str(out / "latest.pt"))
+        opt.load_state_dict(ck["optimizer"])
+        it, best_acc, history = ck["iter"], ck["best_acc"], ck["history"]
+        set_rng_state(ck["rng"])
+        truncate_after(out / "metrics.jsonl", "iter", it)
+    log = MetricsLog(out / "metrics.jsonl", resume=cfg.resume, enabled=info.is_main)
+    W = policy.lm_weight  # the output embedding, (V,C); called each time since training updates it
+
+    def save(name: str, acc):
+        if info.is_main:
+            save_checkpoint({
+                "kind": "ppo", "model_config": asdict(policy.config), "model": policy.state_dict(),
+                "policy": policy.state_dict(), "optimizer": opt.state_dict(), "iter": it, "best_acc": best_acc,
+                "history": history, "config": {**warm.get("config", {}), **asdict(cfg)}, "ppo_config": asdict(cfg),
+                "tokenizer": warm.get("tokenizer", "reft_mini"), "rng": rng_state(), "eval_acc": acc,
+            }, out / name)
+
+    def evaluate() -> float:
+        acc = greedy_accuracy(policy, enc, eval_problems, cfg.cot, cfg.max_new_tokens)
+        history.append({"iter": it, "eval_acc": acc})
+        log.log(iter=it, eval_acc=acc)
+        return acc
+
+    if info.is_main:
+        print(f"PPO: {len(train_problems)} training questions ({cfg.dataset}/{cfg.cot}), "
+              f"{cfg.questions_per_iter} x {cfg.samples_per_question} samples per iteration, "
+              f"kl_coef {cfg.kl_coef}, from {cfg.init}")
+    last_acc = None
+    if it == 0 and info.is_main:
+        last_acc = evaluate()  # the warm-up checkpoint's own accuracy: the number PPO must beat
+        print(f"held-out greedy accuracy of the warm-up checkpoint: {last_acc:.1%}")
+
+    stop = {"now": False}
+
+    def on_signal(signum, frame):
+        stop["now"] = True
+    old_int, old_term = signal.signal(signal.SIGINT, on_signal), signal.signal(signal.SIGTERM, on_signal)
+    bar = None
+    if cfg.progress and info.is_main:
+        from tqdm import tqdm
+        bar = tqdm(total=None if cfg.minutes else cfg.iters, initial=it, desc="PPO", dynamic_ncols=True)
+    train_seconds = sum(h.get("seconds", 0.0) for h in history if "seconds" in h)
+    q_per_rank = cfg.questions_per_iter // info.world_size
+    try:
+        while it < cfg.iters and not stop["now"] and (cfg.minutes is None or train_seconds < 60 * cfg.minutes):
+            t_start = time.time()
+            # ---------------- 1. ROLLOUT: questions of this iteration, k samples each
+            # The question order depends only on (seed, pass over the data): resume replays it.
+            per_pass = max(1, len(train_problems) // cfg.questions_per_iter)
+            order = torch.randperm(len(train_problems),
+                                   generator=torch.Generator().manual_seed(cfg.seed + it // per_pass))
+            start = (it % per_pass) * cfg.questions_per_iter + info.rank * q_per_rank
+            qs = order[start:start + q_per_rank].tolist()
+            batch_prompts = [prompts[q] for q in qs for _ in range(cfg.samples_per_question)]
+            gen = torch.Generator(device=info.device).manual_seed(cfg.seed * 100003 + it * 97 + info.rank)
+            s = generate(policy, batch_prompts, cfg.max_new_tokens, enc.eot_token,
+                         temperature=cfg.temperature, generator=gen)
+            t_sample = time.time()
+
+            # ---------------- 2. SCORE: 1 / partial / 0 from the final answer (reward.py)
+            texts = [enc.decode([t for t, m in zip(row, mrow) if m and t != enc.eot_token])
+                     for row, mrow in zip(s.response.tolist(), s.response_mask.tolist())]
+            golds = [train_problems[q] for q in qs for _ in range(cfg.samples_per_question)]
+            scores = torch.tensor([reward.reward(data.answer_text(p.question, text, cfg.cot), p.answer, cfg.cot,
+                                                 partial=cfg.partial_reward)
+                                   for p, text in zip(golds, texts)], device=info.device)
+            correct = (scores == 1.0).float()
+            if cfg.unfinished_score is not None:
+                scores = torch.where(s.ended, scores, torch.full_like(scores, cfg.unfinished_score))
+            t_score = time.time()
+
+            # ---------------- 3. EVALUATE the rollout once, without gradients
+            seq, seq_mask = s.sequences()                                   # (B,P+N)
+            P, resp, rmask = s.prompt.shape[1], s.response, s.response_mask  # resp, rmask: (B,N)
+            policy.eval()  # ReFT runs PPO's forward passes in eval mode (no dropout): ratios stay exact
+            with torch.no_grad():
+                h = response_states(policy, seq, seq_mask, P)                # (B,N,C)
+                logp_old, _ = token_logprobs(h, W(), resp, cfg.temperature)  # (B,N)
+                values_old = policy.values(h)                                # (B,N)
+                h_ref = response_states(reference, seq, seq_mask, P)
+                logp_ref, _ = token_logprobs(h_ref, reference.lm_weight(), resp, cfg.temperature)
+
+                # ---------------- 4. SHAPE rewards, GAE, whitening
+                rewards, kl = ppo.kl_shaped_rewards(scores, logp_old, logp_ref, rmask, cfg.kl_coef)
+                advantages, returns = ppo.gae(rewards, values_old, rmask, cfg.gamma, cfg.lam)
+                advantages = whiten_global(advantages, rmask, info)
+
+            # ---------------- 5. LEARN: ppo_epochs passes of minibatch PPO updates
+            value_only = it < cfg.value_warmup_iters
+            ramp = min(1.0, (it - cfg.value_warmup_iters + 1) / max(1, cfg.lr_warmup_iters))
+            opt.param_groups[0]["lr"] = 0.0 if value_only else cfg.lr * ramp
+            B = resp.shape[0]
+            mb = min(cfg.minibatch_size // info.world_size or 1, B)
+            stats = []
+            for _epoch in range(cfg.ppo_epochs):
+                perm = torch.randperm(B, generator=torch.Generator().manual_seed(cfg.seed + it * 7 + _epoch))
+                for i in range(0, B, mb):
+                    j = perm[i:i + mb].to(info.device)
+                    h = response_states(policy, seq[j], seq_mask[j], P)
+                    logp, entropy = token_logprobs(h, W(), resp[j], cfg.temperature, with_entropy=True)
+                    # During the value warm-up the critic learns on top of a detached backbone, so its
+                    # early, large errors cannot move the policy's weights.
+                    values = policy.values(h.detach() if value_only else h)
+                    pg_loss, pg_stats = ppo.policy_loss(logp, logp_old[j], advantages[j], rmask[j], cfg.clip)
+                    vf_loss, vf_stats = ppo.value_loss(values, values_old[j], returns[j], rmask[j], cfg.vf_clip)
+                    loss = vf_loss if value_only else pg_loss + cfg.vf_coef * vf_loss
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if info.enabled:  # data parallel: average gradients over ranks
+                        for p in policy.parameters():
+                            if p.grad is not None:
+                                torch.distributed.all_reduce(p.grad)
+                                p.grad /= info.world_size
+                    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+                    opt.step()
+                    stats.append({"pg_loss": float(pg_loss), "vf_loss": float(vf_loss),
+                                  "entropy": float(ppo.masked_mean(entropy.detach(), rmask[j])),
+                                  **{k: float(v) for k, v in {**pg_stats, **vf_stats}.items()}})
+            t_end = time.time()
+            it += 1
+            train_seconds += t_end - t_start
+
+            # ---------------- logging
+            row = {k: sum(st[k] for st in stats) / len(stats) for k in stats[0]}
+            kl_seq = float((kl * rmask).sum(1).mean())  # KL to the reference, nats per response
+            row.update(iter=it, score=float(scores.mean()), correct=float(correct.mean()), kl=kl_seq,
+                       explained_var=float(ppo.explained_variance(values_old, returns, rmask)),
+                       response_len=float(rmask.sum(1).float().mean()), ended=float(s.ended.float().mean()),
+                       t_sample=t_sample - t_start, t_score=t_score - t_sample, t_learn=t_end - t_score,
+                       seconds=train_seconds, value_only=value_only)
+            history.append({"iter": it, "seconds": t_end - t_start})
+            log.log(**row)
+            if info.is_main and (it % cfg.eval_every == 0):
+                last_acc = evaluate()
+                if last_acc > best_acc:
+                    best_acc = last_acc
+                    save("best.pt", last_acc)
+                save("latest.pt", last_acc)
+            if bar is not None:
+                bar.set_postfix(correct=f"{row['correct']:.0%}", kl=f"{kl_seq:.2f}",
+                                acc="-" if last_acc is None else f"{last_acc:.1%}",
+                                min=f"{train_seconds / 60:.1f}")
+                bar.update(1)
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+        if bar is not None:
+            bar.close()
+    if info.is_main and not stop["now"] and (not history or history[-1].get("iter") != it or "eval_acc" not in history[-1]):
+        last_acc = evaluate()
+        best_acc = max(best_acc, last_acc)
+    save("latest.pt", last_acc)
+    if info.is_main:
+        if stop["now"]:
+            print(f"interrupted at iteration {it}: saved {out / 'latest.pt'}; continue with --resume")
+        plot_curves(out / "metrics.jsonl", out / "curves.png",
+                    [("reward", ["score", "correct"]), ("held-out greedy accuracy", ["eval_acc"]),
+                     ("KL to reference (nats/seq)", ["kl"]), ("losses", ["pg_loss", "vf_loss"])],
+                    x="iter", title="ReFT stage 2 (PPO)")
+        print(f"done: {it} iterations in {train_seconds / 60:.1f} min; held-out greedy accuracy "
+              f"{last_acc:.1%} (best {best_acc:.1%}); outputs in {out}/")
+    dist.teardown()
+    return {"iter": it, "eval_acc": last_acc, "best_acc": best_acc, "history": history}
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(int(os.environ.get("REFT_THREADS", torch.get_num_threads())))
+    main_guard(lambda: main(parse_config(Config, prog="train_ppo.py")))
