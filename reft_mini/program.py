@@ -57,6 +57,15 @@
 # arguments, and calling it from inside itself is refused. Nesting depth of the syntax tree is capped
 # (MAX_AST_DEPTH) so our own recursive tree walk stays far below Python's recursion limit.
 #
+# The language accepted (enough for word-problem programs, nothing more): `def solution():` with no
+# arguments (the only function), docstrings, assignment to names / `a, b = ...` / `xs[i] = ...`,
+# `+=` etc., return, if/elif/else, for over range/list/tuple/str, while, break/continue, numbers,
+# strings, f-strings, lists/tuples (flat), subscripts and slices, list comprehensions and generator
+# expressions, the operators (no `@`), `import math` / `from math import x` as the only imports, and
+# calls of abs min max round int float sum len range pow divmod bool list tuple sorted print and
+# math.<whitelisted function>. No methods (`xs.append`), no keyword arguments (except to print),
+# no lambda/class/try/with/raise/global/del/dict/set.
+#
 # The answer: if the program defines `solution`, we call it and take its return value; otherwise we
 # take a top-level variable `result` (or `answer`). It must be a finite int or float (bool is refused).
 # ---------------------------------------------------------------------------------------------------
@@ -65,6 +74,7 @@ from __future__ import annotations
 import ast
 import functools
 import math
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -136,6 +146,17 @@ _ALLOWED_NODES = {
     ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn, ast.Is, ast.IsNot,
 }
 
+# Allowed nodes that need more than the whitelist (names, targets, imports, calls, ...).
+_CHECKED_NODES = {
+    ast.FunctionDef, ast.AnnAssign, ast.Assign, ast.AugAssign, ast.For, ast.comprehension, ast.While,
+    ast.Return, ast.Break, ast.Continue, ast.Import, ast.ImportFrom, ast.Name, ast.Attribute,
+    ast.Call, ast.Constant,
+}
+# Allowed nodes with no children (expression contexts, operators, pass): skipped quickly.
+_LEAF_NODES = {n for n in _ALLOWED_NODES if not n._fields} - _CHECKED_NODES
+
+_LONG_DIGIT_RUN = re.compile(r"\d{4,}")    # f-string widths/precisions of 1000 or more
+
 # Friendlier names for the most common refusals.
 _NODE_WORDS = {
     "Lambda": "lambda", "ClassDef": "class definition", "With": "with statement",
@@ -185,7 +206,7 @@ def _check_target(node: ast.AST, subscript_ok: bool = True) -> None:
     raise _refuse(node, f"assignment to {_node_word(node)}")
 
 
-@functools.lru_cache(maxsize=2048)
+@functools.lru_cache(maxsize=256)   # hits when the same program is scored again (evaluation, voting)
 def _parse_and_check(source: str) -> tuple[ast.Module | None, ProgramError | None]:
     """Parse once per distinct source (cached) and check every node against the whitelist.
 
@@ -204,15 +225,29 @@ def _parse_and_check(source: str) -> tuple[ast.Module | None, ProgramError | Non
     except (ValueError, MemoryError, RecursionError) as e:   # null bytes, absurd nesting
         return None, ProgramError(f"unparsable program ({type(e).__name__})")
 
-    # Iterative walk (no recursion, so any tree size is fine): (node, depth, in_function, in_loop).
+    # Iterative depth-first walk in source order (no recursion, so any tree size is fine; the first
+    # offending construct is the one reported). Stack items: (node, depth, in_function, in_loop).
     stack = [(tree, 0, False, False)]
     while stack:
         node, depth, in_func, in_loop = stack.pop()
+        kind = type(node)
+        if kind in _LEAF_NODES:             # Load/Store/operators: allowed, nothing below them
+            continue
         if depth > MAX_AST_DEPTH:
             return None, _refuse(node, f"nesting deeper than {MAX_AST_DEPTH}")
-        if type(node) not in _ALLOWED_NODES:
+        if kind not in _ALLOWED_NODES:
             return None, _refuse(node, _node_word(node))
-        children = list(ast.iter_child_nodes(node))
+        children = []                       # (what ast.iter_child_nodes gives, but faster)
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if type(value) is list:
+                children.extend(x for x in value if isinstance(x, ast.AST))
+            elif isinstance(value, ast.AST):
+                children.append(value)
+        loop_body: list = []                # statements that run inside this node's loop, if any
+        if kind not in _CHECKED_NODES:      # most nodes: the whitelist is the whole check
+            stack.extend((c, depth + 1, in_func, in_loop) for c in reversed(children))
+            continue
         try:
             if isinstance(node, ast.FunctionDef):
                 # Only `def solution():` at the top level: no arguments, decorators, or nesting.
@@ -220,7 +255,7 @@ def _parse_and_check(source: str) -> tuple[ast.Module | None, ProgramError | Non
                 if in_func or depth != 1:
                     raise _refuse(node, "nested function definition")
                 if node.name != "solution":
-                    raise _refuse(node, f"function '{node.name}' (only `def solution():`)")
+                    raise _refuse(node, f"definition of function '{node.name}'")
                 a = node.args
                 if a.args or a.posonlyargs or a.kwonlyargs or a.vararg or a.kwarg or node.decorator_list:
                     raise _refuse(node, "arguments or decorators on solution()")
@@ -239,6 +274,10 @@ def _parse_and_check(source: str) -> tuple[ast.Module | None, ProgramError | Non
                 _check_target(node.target, subscript_ok=False)
                 if getattr(node, "is_async", 0):
                     raise _refuse(node, "async for")
+                if isinstance(node, ast.For):
+                    children, loop_body = [node.target, node.iter], node.body
+            elif isinstance(node, ast.While):
+                children, loop_body = [node.test], node.body
             elif isinstance(node, ast.Return):
                 if not in_func:
                     raise _refuse(node, "return outside solution()")
@@ -248,10 +287,10 @@ def _parse_and_check(source: str) -> tuple[ast.Module | None, ProgramError | Non
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.name != "math":
-                        raise _refuse(node, f"import of '{alias.name}' (only math)")
+                        raise _refuse(node, f"import of '{alias.name}'")
             elif isinstance(node, ast.ImportFrom):
                 if node.module != "math" or node.level:
-                    raise _refuse(node, f"import from '{node.module}' (only math)")
+                    raise _refuse(node, f"import from '{node.module}'")
                 for alias in node.names:
                     if alias.name not in _MATH_NAMES:
                         raise _refuse(node, f"math.{alias.name}")
@@ -272,17 +311,13 @@ def _parse_and_check(source: str) -> tuple[ast.Module | None, ProgramError | Non
             elif isinstance(node, ast.Constant):
                 if type(node.value) not in (int, float, bool, str, type(None)):
                     raise _refuse(node, f"{type(node.value).__name__} literal")
-            elif isinstance(node, (ast.While,)):
-                children = [node.test]
-                stack.extend((c, depth + 1, in_func, True) for c in node.body)
-                stack.extend((c, depth + 1, in_func, in_loop) for c in node.orelse)
-            if isinstance(node, ast.For):
-                children = [node.target, node.iter]
-                stack.extend((c, depth + 1, in_func, True) for c in node.body)
-                stack.extend((c, depth + 1, in_func, in_loop) for c in node.orelse)
         except ProgramError as e:
             return None, e
-        stack.extend((c, depth + 1, in_func, in_loop) for c in children)
+        # `else:` of a loop runs outside it (break there belongs to an outer loop).
+        orelse = node.orelse if loop_body else []
+        ordered = ([(c, in_loop) for c in children] + [(c, True) for c in loop_body]
+                   + [(c, in_loop) for c in orelse])
+        stack.extend((c, depth + 1, in_func, loop) for c, loop in reversed(ordered))
     return tree, None
 
 
@@ -317,7 +352,7 @@ class _Interpreter:
             raise ProgramError("time budget exceeded")
 
     def check(self, v):
-        """Every value an operation produces passes through here."""
+        """Values that can grow (ints, strings, lists, tuples) pass through here after each operation."""
         t = type(v)
         if t is int:
             if v.bit_length() > self.max_int_bits:
@@ -367,6 +402,10 @@ class _Interpreter:
             raise ProgramError(f"function '{name}' used as a value")
         raise ProgramError(f"name '{name}' is not defined")
 
+    def is_math(self, name: str) -> bool:
+        """Is `name` the math module here (imported or default, and not shadowed by a variable)?"""
+        return name in self.math_aliases and not any(name in scope for scope in self.scopes)
+
     def assign(self, target, value) -> None:
         if isinstance(target, ast.Name):
             self.scopes[-1][target.id] = value
@@ -411,7 +450,10 @@ class _Interpreter:
             seq, index = self.lookup(t.value.id), self.ev(t.slice)
             if type(seq) is not list or type(index) not in (int, bool):
                 raise ProgramError("item assignment only into a list at an integer index")
-            seq[index] = self.binop(node.op, seq[index], self.ev(node.value))
+            value = self.binop(node.op, seq[index], self.ev(node.value))
+            if type(value) not in _SCALARS:          # xs[0] *= [1] would nest a list in a list
+                raise ProgramError("nested sequences not allowed")
+            seq[index] = value
 
     def s_If(self, node):
         self.run_block(node.body if self.ev(node.test) else node.orelse)
@@ -469,7 +511,7 @@ class _Interpreter:
 
     def e_Attribute(self, node):
         # Only math.<constant> as a value; math.<function> is handled by e_Call.
-        if node.value.id not in self.math_aliases or node.value.id in self.scopes[-1]:
+        if not self.is_math(node.value.id):
             raise ProgramError(f"attribute '{node.attr}' not allowed")
         if node.attr not in _MATH_CONSTANTS:
             raise ProgramError(f"function 'math.{node.attr}' used as a value")
@@ -546,7 +588,7 @@ class _Interpreter:
             v = str(v)
         spec = "" if node.format_spec is None else self.ev(node.format_spec)
         # A width or precision like {x:999999999} would allocate a huge string inside C: cap digits.
-        if any(ch.isdigit() for ch in spec) and max(len(run) for run in _digit_runs(spec)) > 3:
+        if _LONG_DIGIT_RUN.search(spec):
             raise ProgramError("format width/precision too large")
         return self.check(format(v, spec))
 
@@ -583,7 +625,7 @@ class _Interpreter:
     def e_Call(self, node):
         f = node.func
         if isinstance(f, ast.Attribute):             # math.sqrt(...)
-            if f.value.id not in self.math_aliases or f.value.id in self.scopes[-1]:
+            if not self.is_math(f.value.id):
                 raise ProgramError(f"call of attribute '{f.attr}' not allowed")
             name, table = f.attr, _MATH_FUNCTIONS
         elif f.id == "solution":
@@ -713,20 +755,6 @@ class _Interpreter:
         return found if op is ast.In else not found
 
 
-def _digit_runs(s: str) -> list[str]:
-    runs, cur = [], ""
-    for ch in s:
-        if ch.isdigit():
-            cur += ch
-        else:
-            if cur:
-                runs.append(cur)
-            cur = ""
-    if cur:
-        runs.append(cur)
-    return runs
-
-
 # --------------------------------------------------------------------------------------------------
 # Whitelisted functions. Each receives the interpreter (for budgets) and already-evaluated values,
 # which can only be int/float/bool/str/None or flat list/tuple/range: calling the real builtins on
@@ -784,11 +812,10 @@ def _b_float(it, x=0.0):
 
 def _b_sum(it, seq, start=0):
     it.eager_len(seq)
-    _number(start, "sum")
-    total = start
     for x in seq:
-        total = it.check(total + _number(x, "sum"))
-    return total
+        _number(x, "sum")
+    # Numbers only, at most max_seq_len of them: an int sum grows by at most 14 bits, checked after.
+    return sum(seq, _number(start, "sum"))
 
 
 def _b_len(it, seq):
@@ -843,6 +870,8 @@ def _b_print(it, *args):
     return None
 
 
+_MULT = ast.Mult()
+
 _BUILTINS = {
     "abs": _b_abs, "min": _b_min, "max": _b_max, "round": _b_round, "int": _b_int,
     "float": _b_float, "sum": _b_sum, "len": _b_len, "range": _b_range, "pow": _b_pow,
@@ -884,7 +913,8 @@ def _m_prod(it, seq, start=1):
     it.eager_len(seq)
     total = _number(start, "prod")
     for x in seq:                                      # our checked multiply, one factor at a time
-        total = it.binop(ast.Mult(), total, _number(x, "prod"))
+        it.tick()
+        total = it.binop(_MULT, total, _number(x, "prod"))
     return total
 
 
@@ -908,6 +938,8 @@ def _m_lcm(it, *args):
     return total
 
 
+# (This getattr runs once, at import, on the real math module with names from our own list; the
+# program never gets to name an attribute that is looked up on a real object.)
 _MATH_FUNCTIONS = {name: _m_plain(getattr(math, name)) for name in _MATH_FUNCTION_NAMES}
 _MATH_FUNCTIONS.update({"factorial": _m_factorial, "comb": _m_comb, "perm": _m_perm,
                         "prod": _m_prod, "fsum": _m_fsum, "pow": _m_pow, "lcm": _m_lcm})
@@ -936,7 +968,10 @@ def run_program(
     """
     if not isinstance(source, str):
         return ProgramResult(None, f"program must be a string, not {type(source).__name__}")
-    tree, error = _parse_and_check(source)
+    try:
+        tree, error = _parse_and_check(source)
+    except Exception as e:                      # defensive: the parser's own failures are caught inside
+        return ProgramResult(None, _short(f"unparsable program ({type(e).__name__}: {e})"))
     if error is not None:
         return _failure(error, error.line)
     it = _Interpreter(max_steps, timeout_s, max_int_bits, max_seq_len, max_str_len, max_prints)
@@ -956,9 +991,10 @@ def run_program(
     except (_Break, _Continue, _Return):        # cannot happen after the checks; belt and braces
         return ProgramResult(None, f"misplaced control flow (line {it.line})")
     except Exception as e:                      # ZeroDivisionError, OverflowError, TypeError, ...
-        return ProgramResult(None, f"{type(e).__name__}: {e} (line {it.line})")
+        return ProgramResult(None, f"{_short(f'{type(e).__name__}: {e}')} (line {it.line})")
     if type(value) not in (int, float):         # type() is exact: this also refuses bool
-        return ProgramResult(None, f"{where} {type(value).__name__}, not a number")
+        kind = "None" if value is None else type(value).__name__
+        return ProgramResult(None, f"{where} {kind}, not a number")
     if type(value) is float and not math.isfinite(value):
         return ProgramResult(None, f"{where} {value}, not a finite number")
     return ProgramResult(value, None)
@@ -967,7 +1003,12 @@ def run_program(
 def _failure(error: ProgramError, line: int | None) -> ProgramResult:
     line = error.line if error.line is not None else line
     suffix = f" (line {line})" if line is not None else ""
-    return ProgramResult(None, f"{error}{suffix}")
+    return ProgramResult(None, f"{_short(str(error))}{suffix}")
+
+
+def _short(message: str, limit: int = 200) -> str:
+    """Error messages can quote the program (int('xxx...')); keep them log-sized."""
+    return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------------------------------
@@ -991,20 +1032,23 @@ def _main(argv: list[str] | None = None) -> int:
         res = run_program(src)
         return res, (time.perf_counter() - t0) * 1e6
 
-    cold, warm, misses = [], [], []
+    cold, warm, misses, rounded = [], [], [], []
     for rec in records:
         res, us = timed(rec["answer_cot"])     # first time: parse + check + run
         cold.append(us)
         warm.append(timed(rec["answer_cot"])[1])  # again: the parsed tree comes from the cache
         gold = float(rec["answer_value"])
-        if not res.ok or abs(res.value - gold) > 1e-2:
+        if not res.ok or abs(res.value - gold) > 1e-2:       # reward.TOLERANCE, the paper's
             misses.append((rec["item_id"], rec["answer_value"], res.value, res.error))
+        elif abs(res.value - gold) > 5e-4 * max(1.0, abs(gold)):
+            rounded.append(f"{rec['item_id']} ({res.value:.6g} vs {rec['answer_value']})")
 
     n = len(records)
     print(f"{args.path}")
     print(f"reproduced answer_value (|pred-gold| <= 1e-2): {n - len(misses)}/{n} = {(n - len(misses)) / n:.2%}")
     for item_id, gold, value, error in misses:
         print(f"  miss {item_id}: gold {gold}, got {value if error is None else 'error: ' + error}")
+    print(f"within tolerance but off by > 0.05% (gold rounded by the annotators): {', '.join(rounded) or '-'}")
 
     def pct(xs, q):
         return sorted(xs)[min(len(xs) - 1, int(q * len(xs)))]
