@@ -276,7 +276,7 @@ def main(cfg: Config) -> dict:
                                 p.grad /= info.world_size
                     torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
                     opt.step()
-                    stats.append({"pg_loss": float(pg_loss), "vf_loss": float(vf_loss),
+                    stats.append({"pg_loss": float(pg_loss.detach()), "vf_loss": float(vf_loss.detach()),
                                   "entropy": float(ppo.masked_mean(entropy.detach(), rmask[j])),
                                   **{k: float(v) for k, v in {**pg_stats, **vf_stats}.items()}})
             t_end = time.time()

@@ -254,7 +254,7 @@ def main(cfg: Config) -> dict:
                 with dist.autocast(info.device):
                     loss = sft_loss_sum(compiled, idx, targets, mask) / n_tokens
                 loss.backward()
-                loss_total += float(loss)
+                loss_total += float(loss.detach())
                 tokens_seen += idx.numel()
             # Sum the gradients of all ranks (each already divided by the global token count).
             if info.enabled:

@@ -48,7 +48,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-DEFAULT_CHUNK_SIZE = 1024
+# Default chunk: as many positions as make one (chunk, V) float32 block about 32 MiB (V = 50257 -> 166
+# positions; a small vocabulary gets large chunks). Measured on a 2-core CPU at V = 50257, C = 128,
+# M = 8192: chunks of 128..1024 positions all run at about the same speed (the matmuls dominate), and
+# the peak extra memory grows with the chunk (about 4-5 such blocks are alive at once).
+CHUNK_BYTES = 32 * 2**20
+
+
+def default_chunk_size(vocab_size: int) -> int:
+    return max(1, CHUNK_BYTES // (4 * vocab_size))
 
 # ----------------------------------------------------------------------------------------------------------
 # The plain reference (for reading and for tests)
@@ -79,15 +87,19 @@ def reference_token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, te
 # ----------------------------------------------------------------------------------------------------------
 
 
+# Both functions work in place on their (m, V) intermediates (sub_, exp_, mul_): in eager mode every
+# out-of-place op would allocate and page in a fresh (m, V) buffer, and these passes are memory-bound.
+# torch.compile rewrites in-place ops into its own fused loops, so the same code serves both paths.
+
 def _chunk_forward(h: Tensor, w: Tensor, y: Tensor, with_entropy: bool) -> tuple[Tensor, Tensor, Tensor]:
     """One chunk of the forward. h (m, C) float32, already divided by the temperature; w (V, C) float32;
     y (m,) long. Returns (logp (m,), lse (m,), entropy (m,) or an empty tensor), all float32."""
     z = h @ w.t()                                                         # (m, V) scaled logits
     lse = torch.logsumexp(z, dim=-1)                                      # (m,)
-    logp = z.gather(1, y[:, None]).squeeze(1) - lse                       # (m,)
+    logp = z.gather(1, y[:, None]).squeeze(1) - lse                       # (m,) log p(y) = z_y - lse
     if with_entropy:
-        logp_all = z - lse[:, None]                                       # log-softmax, (m, V)
-        entropy = -(logp_all.exp() * logp_all).sum(-1)                    # H = -sum p log p, (m,)
+        logp_all = z.sub_(lse[:, None])                                   # l = log-softmax, (m, V), in z
+        entropy = -(logp_all.exp() * logp_all).sum(-1)                    # H = -sum p l, (m,)
     else:
         entropy = lse.new_empty(0)
     return logp, lse, entropy
@@ -98,19 +110,17 @@ def _chunk_grad_logits(h: Tensor, w: Tensor, y: Tensor, lse: Tensor, entropy: Te
     """One chunk of the backward: recompute the logits from h (m, C) (scaled, float32) and w (V, C), and
     return G = dL/dz = g [k == y] - p_k (g + e (l_k + H)), (m, V) float32 (derivation at the top of this
     file). g_logp / g_ent (m,) are the upstream gradients; either may be None (output unused)."""
-    logp_all = h @ w.t() - lse[:, None]                                   # l = z - lse, (m, V), recomputed
-    p = logp_all.exp()                                                    # (m, V)
+    logp_all = (h @ w.t()).sub_(lse[:, None])                             # l = z - lse, (m, V), recomputed
     if g_ent is not None:
-        coef = g_ent[:, None] * (logp_all + entropy[:, None])             # e (l_k + H)
+        p = logp_all.exp()                                                # (m, V)
+        coef = logp_all.add_(entropy[:, None]).mul_(g_ent[:, None])       # e (l_k + H), reusing l's buffer
         if g_logp is not None:
-            coef = coef + g_logp[:, None]
-        grad = -p * coef
+            coef = coef.add_(g_logp[:, None])                             # g + e (l_k + H)
+        grad = p.mul_(coef).neg_()                                        # -p_k (g + e (l_k + H))
     else:
-        grad = -p * g_logp[:, None]
+        grad = logp_all.exp_().mul_(-g_logp[:, None])                     # -p_k g
     if g_logp is not None:
-        # the one-hot term g [k == y], written as a comparison so a compiler can fuse it (no scatter)
-        cols = torch.arange(p.shape[1], device=p.device)
-        grad = grad + torch.where(cols[None, :] == y[:, None], g_logp[:, None], 0.0)
+        grad = grad.scatter_add_(1, y[:, None], g_logp[:, None])          # + g [k == y]
     return grad
 
 
@@ -136,31 +146,25 @@ def compile_available() -> bool:
     return hasattr(torch, "compile") and not _compile_broken
 
 
-def _get_fn(name: str, use_compile: bool):
-    """The eager per-chunk function, or its compiled twin (built on first use)."""
-    eager = {"forward": _chunk_forward, "grad_logits": _chunk_grad_logits}[name]
-    if not use_compile or not compile_available():
-        return eager
-    if name not in _compiled:
-        # dynamic=None: the first call compiles for its exact shapes; a second shape (typically the shorter
-        # last chunk) recompiles once with symbolic sizes, which then serves every later shape.
-        _compiled[name] = torch.compile(eager, dynamic=None)
-    return _compiled[name]
+_EAGER = {"forward": _chunk_forward, "grad_logits": _chunk_grad_logits}
 
 
 def _call(name: str, use_compile: bool, *args):
-    """Run the compiled function; on any failure warn once, disable compilation, and run eagerly."""
+    """Run the per-chunk function `name`, compiled (built lazily on first use) when asked and available.
+    On any compile failure: warn once, disable compilation for the process, and run the eager code."""
     global _compile_broken
-    fn = _get_fn(name, use_compile)
-    if use_compile and fn is not _chunk_forward and fn is not _chunk_grad_logits:
+    if use_compile and compile_available():
+        if name not in _compiled:
+            # dynamic=None: the first call compiles for its exact shapes; a second shape (typically the
+            # shorter last chunk) recompiles once with symbolic sizes, which then serves every later shape.
+            _compiled[name] = torch.compile(_EAGER[name], dynamic=None)
         try:
-            return fn(*args)
+            return _compiled[name](*args)
         except Exception as exc:  # compile errors surface at call time, with many exception types
             _compile_broken = True
             warnings.warn(f"reft_mini.kernels: torch.compile failed ({type(exc).__name__}: {exc}); "
                           "using the eager per-chunk code from now on", RuntimeWarning, stacklevel=3)
-            fn = {"forward": _chunk_forward, "grad_logits": _chunk_grad_logits}[name]
-    return fn(*args)
+    return _EAGER[name](*args)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -228,7 +232,7 @@ class _FusedTokenLogprobs(torch.autograd.Function):
 
 
 def token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, temperature: float = 1.0,
-                   with_entropy: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                   with_entropy: bool = False, chunk_size: int | None = None,
                    compile: bool | None = None) -> tuple[Tensor, Tensor | None]:
     """log p(targets) (and the entropy) under softmax(hidden @ weight^T / temperature), chunked.
 
@@ -236,11 +240,14 @@ def token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, temperature:
     targets (B, T) long, valid ids in [0, V). Returns logp (B, T) float32 and entropy (B, T) float32 (or
     None), with the same values and gradients as reference_token_logprobs, but memory O(chunk_size * V)
     instead of O(B * T * V). Gradients flow to hidden and/or weight, whichever requires grad, and come
-    back in their own dtypes. chunk_size = positions per chunk. compile: True/False forces the compiled or
+    back in their own dtypes. chunk_size = positions per chunk (None: default_chunk_size(V), a ~32 MiB
+    float32 block of logits). compile: True/False forces the compiled or
     eager per-chunk code; None follows set_compile() (default on, env REFT_MINI_COMPILE=0 turns it off).
     """
     B, T, C = hidden.shape
     use_compile = _compile_enabled if compile is None else bool(compile)
+    if chunk_size is None:
+        chunk_size = default_chunk_size(weight.shape[0])
     flat_h = hidden.reshape(B * T, C)
     if not flat_h.is_contiguous():
         flat_h = flat_h.contiguous()

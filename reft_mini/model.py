@@ -50,8 +50,8 @@ class GPTConfig:
 # Named sizes. "demo" is what the CPU default trains; "gpt2" is the 124 M model of the paper's family.
 PRESETS: dict[str, dict] = {
     "tiny": dict(n_layer=2, n_head=2, n_embd=32, block_size=128),            # unit tests, ~0.05 M
-    "demo": dict(n_layer=6, n_head=4, n_embd=128, block_size=256),           # CPU demo, ~1.3 M
-    "small": dict(n_layer=8, n_head=8, n_embd=256, block_size=256),          # stronger CPU base, ~6.6 M
+    "demo": dict(n_layer=6, n_head=4, n_embd=128, block_size=384),           # CPU demo, ~1.3 M
+    "small": dict(n_layer=8, n_head=8, n_embd=256, block_size=384),          # stronger CPU base, ~6.6 M
     "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257),  # 124 M
 }
 
