@@ -299,8 +299,8 @@ def main(cfg: Config) -> dict:
         plot_curves(out / "metrics.jsonl", out / "curves.png",
                     [("training loss", ["loss"]), ("held-out loss", ["eval_loss"]),
                      ("held-out greedy accuracy", ["eval_acc"])], x="epoch", title="ReFT warm-up (SFT)")
-        print(f"done: step {step}, held-out greedy accuracy {last_acc if last_acc is None else f'{last_acc:.1%}'}"
-              f" (best {best_acc:.1%}); checkpoints in {out}/")
+        acc = "not measured" if last_acc is None else f"{last_acc:.1%} (best {best_acc:.1%})"
+        print(f"done: step {step}, held-out greedy accuracy {acc}; checkpoints in {out}/")
     dist.teardown()
     return {"step": step, "eval_acc": last_acc, "best_acc": best_acc, "history": history}
 

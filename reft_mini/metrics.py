@@ -66,7 +66,8 @@ def plot_curves(path: str | Path, out_png: str | Path, panels: list[tuple[str, l
         ax.set_title(name)
         ax.set_xlabel(x)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_lines():
+            ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

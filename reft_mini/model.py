@@ -94,15 +94,15 @@ class CausalSelfAttention(nn.Module):
         # (B,T,3C) -> three (B,H,T,D) tensors, D = C/H
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        # EXERCISE kv_cache: begin
         if cache is not None:
+            # EXERCISE kv_cache: begin
             # Append this step's keys/values after the cached ones, then attend over all S = past + T.
             start = cache.length
             cache.k[layer][:, :, start:start + T] = k
             cache.v[layer][:, :, start:start + T] = v
             k = cache.k[layer][:, :, :start + T]  # (B,H,S,D)
             v = cache.v[layer][:, :, :start + T]
-        # EXERCISE kv_cache: end
+            # EXERCISE kv_cache: end
         p = self.dropout if self.training else 0.0
         # EXERCISE attention: begin
         if attn_mask is None:
