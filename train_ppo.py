@@ -133,6 +133,72 @@ def whiten_global(x: torch.Tensor, mask: torch.Tensor, info: dist.DistInfo) -> t
     return torch.where(mask.bool(), (x - mean) * torch.rsqrt(var + 1e-8), torch.zeros_like(x))
 
 
+def score_texts(problems, texts, cfg: Config) -> torch.Tensor:
+    """2. SCORE: 1 / partial / 0 from each completion's final answer (reward.py), shape (B,)."""
+    return torch.tensor([reward.reward(data.answer_text(p.question, text, cfg.cot), p.answer, cfg.cot,
+                                       partial=cfg.partial_reward) for p, text in zip(problems, texts)])
+
+
+@torch.no_grad()
+def evaluate_rollout(policy, reference, s, scores: torch.Tensor, cfg: Config, info: dist.DistInfo) -> dict:
+    """3. + 4. One no-grad pass over the rollout, then KL-shaped rewards, GAE and whitening.
+
+    Returns the rollout as a dict of tensors; every per-token tensor is response-aligned, (B,N).
+    """
+    seq, seq_mask = s.sequences()                                      # (B,P+N)
+    P, resp, rmask = s.prompt.shape[1], s.response, s.response_mask     # resp, rmask: (B,N)
+    if cfg.unfinished_score is not None:                                # responses cut by the length limit
+        scores = torch.where(s.ended.cpu(), scores, torch.full_like(scores, cfg.unfinished_score))
+    scores = scores.to(resp.device)
+    policy.eval()  # ReFT runs PPO's forward passes in eval mode (no dropout): ratios stay exact
+    h = response_states(policy, seq, seq_mask, P)                       # (B,N,C)
+    logp_old, _ = token_logprobs(h, policy.lm_weight(), resp, cfg.temperature)   # (B,N)
+    values_old = policy.values(h)                                       # (B,N)
+    h_ref = response_states(reference, seq, seq_mask, P)
+    logp_ref, _ = token_logprobs(h_ref, reference.lm_weight(), resp, cfg.temperature)
+    # r_t = -beta * (log pi_old - log pi_ref) on every token, + the score on the last one
+    rewards, kl = ppo.kl_shaped_rewards(scores, logp_old, logp_ref, rmask, cfg.kl_coef)
+    advantages, returns = ppo.gae(rewards, values_old, rmask, cfg.gamma, cfg.lam)
+    advantages = whiten_global(advantages, rmask, info)                # over all ranks' samples
+    return dict(seq=seq, seq_mask=seq_mask, P=P, resp=resp, rmask=rmask, scores=scores, logp_old=logp_old,
+                values_old=values_old, kl=kl, advantages=advantages, returns=returns, ended=s.ended)
+
+
+def ppo_update(policy, opt, r: dict, cfg: Config, info: dist.DistInfo, it: int) -> list[dict]:
+    """5. LEARN: `ppo_epochs` passes over the rollout in minibatches; returns per-minibatch statistics."""
+    value_only = it < cfg.value_warmup_iters
+    ramp = min(1.0, (it - cfg.value_warmup_iters + 1) / max(1, cfg.lr_warmup_iters))
+    opt.param_groups[0]["lr"] = 0.0 if value_only else cfg.lr * ramp    # group 0 = backbone, 1 = value head
+    B = r["resp"].shape[0]
+    mb = max(1, min(cfg.minibatch_size // info.world_size, B))
+    stats = []
+    for epoch in range(cfg.ppo_epochs):
+        perm = torch.randperm(B, generator=torch.Generator().manual_seed(cfg.seed + it * 7 + epoch))
+        for i in range(0, B, mb):
+            j = perm[i:i + mb].to(r["resp"].device)
+            rmask = r["rmask"][j]
+            h = response_states(policy, r["seq"][j], r["seq_mask"][j], r["P"])
+            logp, entropy = token_logprobs(h, policy.lm_weight(), r["resp"][j], cfg.temperature, with_entropy=True)
+            # During the value warm-up the critic learns on top of a detached backbone, so its early,
+            # large errors cannot move the policy's weights.
+            values = policy.values(h.detach() if value_only else h)
+            pg_loss, pg_stats = ppo.policy_loss(logp, r["logp_old"][j], r["advantages"][j], rmask, cfg.clip)
+            vf_loss, vf_stats = ppo.value_loss(values, r["values_old"][j], r["returns"][j], rmask, cfg.vf_clip)
+            loss = vf_loss if value_only else pg_loss + cfg.vf_coef * vf_loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if info.enabled:  # data parallel: average the gradients over ranks
+                for p in policy.parameters():
+                    if p.grad is not None:
+                        torch.distributed.all_reduce(p.grad)
+                        p.grad /= info.world_size
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+            opt.step()
+            stats.append({"pg_loss": float(pg_loss.detach()), "vf_loss": float(vf_loss.detach()),
+                          "entropy": float(ppo.masked_mean(entropy.detach(), rmask)), **pg_stats, **vf_stats})
+    return stats
+
+
 def main(cfg: Config) -> dict:
     info = dist.setup(cfg.device)
     out = Path(cfg.out_dir)
@@ -167,7 +233,6 @@ def main(cfg: Config) -> dict:
         set_rng_state(ck["rng"])
         truncate_after(out / "metrics.jsonl", "iter", it)
     log = MetricsLog(out / "metrics.jsonl", resume=cfg.resume, enabled=info.is_main)
-    W = policy.lm_weight  # the output embedding, (V,C); called each time since training updates it
 
     def save(name: str, acc):
         if info.is_main:
@@ -204,8 +269,14 @@ def main(cfg: Config) -> dict:
         bar = tqdm(total=None if cfg.minutes else cfg.iters, initial=it, desc="PPO", dynamic_ncols=True)
     train_seconds = sum(h.get("seconds", 0.0) for h in history if "seconds" in h)
     q_per_rank = cfg.questions_per_iter // info.world_size
+    def keep_going() -> bool:
+        go = it < cfg.iters and not stop["now"] and (cfg.minutes is None or train_seconds < 60 * cfg.minutes)
+        # Under DDP every rank must take the same decision (clocks differ), else one waits forever.
+        return bool(dist.all_reduce_sum(torch.tensor(float(not go)), info) == 0) if info.enabled else go
+
+    last_eval_it = 0 if last_acc is not None else -1
     try:
-        while it < cfg.iters and not stop["now"] and (cfg.minutes is None or train_seconds < 60 * cfg.minutes):
+        while keep_going():
             t_start = time.time()
             # ---------------- 1. ROLLOUT: questions of this iteration, k samples each
             # The question order depends only on (seed, pass over the data): resume replays it.
@@ -223,78 +294,29 @@ def main(cfg: Config) -> dict:
             # ---------------- 2. SCORE: 1 / partial / 0 from the final answer (reward.py)
             texts = [enc.decode([t for t, m in zip(row, mrow) if m and t != enc.eot_token])
                      for row, mrow in zip(s.response.tolist(), s.response_mask.tolist())]
-            golds = [train_problems[q] for q in qs for _ in range(cfg.samples_per_question)]
-            scores = torch.tensor([reward.reward(data.answer_text(p.question, text, cfg.cot), p.answer, cfg.cot,
-                                                 partial=cfg.partial_reward)
-                                   for p, text in zip(golds, texts)], device=info.device)
-            correct = (scores == 1.0).float()
-            if cfg.unfinished_score is not None:
-                scores = torch.where(s.ended, scores, torch.full_like(scores, cfg.unfinished_score))
+            scores = score_texts([train_problems[q] for q in qs for _ in range(cfg.samples_per_question)], texts, cfg)
             t_score = time.time()
 
-            # ---------------- 3. EVALUATE the rollout once, without gradients
-            seq, seq_mask = s.sequences()                                   # (B,P+N)
-            P, resp, rmask = s.prompt.shape[1], s.response, s.response_mask  # resp, rmask: (B,N)
-            policy.eval()  # ReFT runs PPO's forward passes in eval mode (no dropout): ratios stay exact
-            with torch.no_grad():
-                h = response_states(policy, seq, seq_mask, P)                # (B,N,C)
-                logp_old, _ = token_logprobs(h, W(), resp, cfg.temperature)  # (B,N)
-                values_old = policy.values(h)                                # (B,N)
-                h_ref = response_states(reference, seq, seq_mask, P)
-                logp_ref, _ = token_logprobs(h_ref, reference.lm_weight(), resp, cfg.temperature)
-
-                # ---------------- 4. SHAPE rewards, GAE, whitening
-                rewards, kl = ppo.kl_shaped_rewards(scores, logp_old, logp_ref, rmask, cfg.kl_coef)
-                advantages, returns = ppo.gae(rewards, values_old, rmask, cfg.gamma, cfg.lam)
-                advantages = whiten_global(advantages, rmask, info)
-
-            # ---------------- 5. LEARN: ppo_epochs passes of minibatch PPO updates
-            value_only = it < cfg.value_warmup_iters
-            ramp = min(1.0, (it - cfg.value_warmup_iters + 1) / max(1, cfg.lr_warmup_iters))
-            opt.param_groups[0]["lr"] = 0.0 if value_only else cfg.lr * ramp
-            B = resp.shape[0]
-            mb = min(cfg.minibatch_size // info.world_size or 1, B)
-            stats = []
-            for _epoch in range(cfg.ppo_epochs):
-                perm = torch.randperm(B, generator=torch.Generator().manual_seed(cfg.seed + it * 7 + _epoch))
-                for i in range(0, B, mb):
-                    j = perm[i:i + mb].to(info.device)
-                    h = response_states(policy, seq[j], seq_mask[j], P)
-                    logp, entropy = token_logprobs(h, W(), resp[j], cfg.temperature, with_entropy=True)
-                    # During the value warm-up the critic learns on top of a detached backbone, so its
-                    # early, large errors cannot move the policy's weights.
-                    values = policy.values(h.detach() if value_only else h)
-                    pg_loss, pg_stats = ppo.policy_loss(logp, logp_old[j], advantages[j], rmask[j], cfg.clip)
-                    vf_loss, vf_stats = ppo.value_loss(values, values_old[j], returns[j], rmask[j], cfg.vf_clip)
-                    loss = vf_loss if value_only else pg_loss + cfg.vf_coef * vf_loss
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if info.enabled:  # data parallel: average gradients over ranks
-                        for p in policy.parameters():
-                            if p.grad is not None:
-                                torch.distributed.all_reduce(p.grad)
-                                p.grad /= info.world_size
-                    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-                    opt.step()
-                    stats.append({"pg_loss": float(pg_loss.detach()), "vf_loss": float(vf_loss.detach()),
-                                  "entropy": float(ppo.masked_mean(entropy.detach(), rmask[j])),
-                                  **{k: float(v) for k, v in {**pg_stats, **vf_stats}.items()}})
+            # ---------------- 3.+4. EVALUATE the rollout once (no grad), SHAPE rewards, GAE, whitening
+            r = evaluate_rollout(policy, reference, s, scores, cfg, info)
+            # ---------------- 5. LEARN
+            stats = ppo_update(policy, opt, r, cfg, info, it)
             t_end = time.time()
             it += 1
             train_seconds += t_end - t_start
 
             # ---------------- logging
             row = {k: sum(st[k] for st in stats) / len(stats) for k in stats[0]}
-            kl_seq = float((kl * rmask).sum(1).mean())  # KL to the reference, nats per response
-            row.update(iter=it, score=float(scores.mean()), correct=float(correct.mean()), kl=kl_seq,
-                       explained_var=float(ppo.explained_variance(values_old, returns, rmask)),
-                       response_len=float(rmask.sum(1).float().mean()), ended=float(s.ended.float().mean()),
+            kl_seq = float((r["kl"] * r["rmask"]).sum(1).mean())  # KL to the reference, nats per response
+            row.update(iter=it, score=float(scores.mean()), correct=float((scores == 1.0).float().mean()),
+                       kl=kl_seq, explained_var=float(ppo.explained_variance(r["values_old"], r["returns"], r["rmask"])),
+                       response_len=float(r["rmask"].sum(1).float().mean()), ended=float(s.ended.float().mean()),
                        t_sample=t_sample - t_start, t_score=t_score - t_sample, t_learn=t_end - t_score,
-                       seconds=train_seconds, value_only=value_only)
+                       seconds=train_seconds, value_only=it <= cfg.value_warmup_iters)
             history.append({"iter": it, "seconds": t_end - t_start})
             log.log(**row)
             if info.is_main and (it % cfg.eval_every == 0):
-                last_acc = evaluate()
+                last_acc, last_eval_it = evaluate(), it
                 if last_acc > best_acc:
                     best_acc = last_acc
                     save("best.pt", last_acc)
@@ -309,9 +331,11 @@ def main(cfg: Config) -> dict:
         signal.signal(signal.SIGTERM, old_term)
         if bar is not None:
             bar.close()
-    if info.is_main and not stop["now"] and (not history or history[-1].get("iter") != it or "eval_acc" not in history[-1]):
-        last_acc = evaluate()
-        best_acc = max(best_acc, last_acc)
+    if info.is_main and not stop["now"] and last_eval_it != it:
+        last_acc = evaluate()  # the final model's accuracy, whatever eval_every was
+        if last_acc > best_acc:
+            best_acc = last_acc
+            save("best.pt", last_acc)
     save("latest.pt", last_acc)
     if info.is_main:
         if stop["now"]:

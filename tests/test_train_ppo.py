@@ -1,0 +1,131 @@
+"""train_ppo.py: sampler and learner agree, PPO optimises a toy reward, the script runs and resumes."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import train_ppo
+from reft_mini import dist
+from reft_mini.kernels import token_logprobs
+from reft_mini.model import GPT, GPTConfig, PRESETS
+from reft_mini.sampling import generate
+
+REPO = Path(__file__).resolve().parents[1]
+V, EOT = 50, 49
+
+
+def tiny_policy(seed=0):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(**{**PRESETS["tiny"], "vocab_size": V}))
+
+
+def cfg(**kw):
+    base = dict(cot="nl", kl_coef=0.05, value_warmup_iters=0, lr_warmup_iters=1, minibatch_size=16, lr=3e-3)
+    return train_ppo.Config(**{**base, **kw})
+
+
+PROMPTS = [[1, 2, 3], [4, 5, 6, 7, 8], [9]] * 2
+
+
+def test_learner_recomputes_the_samplers_logprobs_and_the_first_ratio_is_one():
+    policy = tiny_policy()
+    for temperature in (1.0, 0.7):
+        s = generate(policy, PROMPTS, 12, EOT, temperature=temperature, generator=torch.Generator().manual_seed(0))
+        c = cfg(temperature=temperature)
+        r = train_ppo.evaluate_rollout(policy, tiny_policy(), s, torch.ones(len(PROMPTS)), c, dist.DistInfo())
+        m = s.response_mask
+        assert (r["logp_old"][m] - s.logprobs[m]).abs().max() < 1e-5
+        # The first minibatch of the first PPO epoch sees exactly the rollout's policy: ratio 1, no clipping.
+        stats = train_ppo.ppo_update(policy, torch.optim.SGD(policy.parameters(), lr=0.0), r,
+                                     cfg(temperature=temperature, minibatch_size=len(PROMPTS), ppo_epochs=1),
+                                     dist.DistInfo(), it=0)
+        assert stats[0]["ratio_mean"] == pytest.approx(1.0, abs=1e-6)
+        assert stats[0]["approx_kl"] == pytest.approx(0.0, abs=1e-7) and stats[0]["clipfrac"] == 0.0
+
+
+def test_rollout_scores_sit_on_the_last_token_and_kl_is_zero_against_itself():
+    policy = tiny_policy()
+    s = generate(policy, PROMPTS, 6, EOT, generator=torch.Generator().manual_seed(1))
+    scores = torch.arange(len(PROMPTS), dtype=torch.float32)
+    r = train_ppo.evaluate_rollout(policy, tiny_policy(), s, scores, cfg(), dist.DistInfo())
+    assert torch.all(r["kl"] == 0)  # reference == policy at the start of RL
+    lengths = s.response_mask.sum(1)
+    # With gamma = 1 and no KL, the return at every token is the score (up to the GAE/value mix at lambda).
+    assert torch.allclose(r["returns"][torch.arange(len(PROMPTS)), lengths - 1], scores)
+
+
+def test_unfinished_responses_get_the_configured_score():
+    policy = tiny_policy()
+    s = generate(policy, PROMPTS, 2, EOT, generator=torch.Generator().manual_seed(2))
+    assert not s.ended.all()
+    r = train_ppo.evaluate_rollout(policy, tiny_policy(), s, torch.ones(len(PROMPTS)), cfg(unfinished_score=-1.0),
+                                   dist.DistInfo())
+    assert torch.equal(r["scores"], torch.where(s.ended, 1.0, -1.0))
+
+
+@pytest.mark.slow
+def test_ppo_raises_a_toy_reward_from_chance_to_above_ninety_percent():
+    # Reward 1 when the first generated token is 7 (chance: 1 in 50), else 0. The optimum is known: always
+    # start with 7. The loop below is train_ppo's own iteration (rollout, evaluate_rollout, ppo_update).
+    torch.manual_seed(0)
+    policy, reference = tiny_policy(1), tiny_policy(1)
+    c = cfg(lr=1e-2, kl_coef=0.0, minibatch_size=32, value_lr=1e-2)
+    opt = torch.optim.AdamW([{"params": [p for n, p in policy.named_parameters() if not n.startswith("value_head")],
+                              "lr": c.lr}, {"params": policy.value_head.parameters(), "lr": c.value_lr}],
+                            weight_decay=0.0)
+    prompts = [[1, 2, 3]] * 32
+    means = []
+    for it in range(60):
+        s = generate(policy, prompts, 3, EOT, generator=torch.Generator().manual_seed(it))
+        scores = (s.response[:, 0] == 7).float()
+        means.append(float(scores.mean()))
+        if len(means) >= 3 and sum(means[-3:]) / 3 > 0.9:
+            break
+        r = train_ppo.evaluate_rollout(policy, reference, s, scores, c, dist.DistInfo())
+        train_ppo.ppo_update(policy, opt, r, c, dist.DistInfo(), it)
+    assert means[0] < 0.2, means
+    assert sum(means[-3:]) / 3 > 0.9, f"mean reward per iteration: {means}"
+
+
+@pytest.mark.slow
+def test_train_ppo_runs_end_to_end_and_resumes_exactly(tmp_path):
+    env = {**os.environ, "REFT_MINI_COMPILE": "0", "REFT_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    warm = ["--model=tiny", "--max_train=64", "--batch_size=8", "--eval_questions=4", "--max_new_tokens=8",
+            "--progress=false", "--epochs=1", f"--out_dir={tmp_path / 'w'}"]
+    subprocess.run([sys.executable, "train_warmup.py", *warm], cwd=REPO, env=env, check=True, capture_output=True)
+    common = [f"--init={tmp_path / 'w' / 'latest.pt'}", "--questions_per_iter=4", "--samples_per_question=2",
+              "--max_new_tokens=8", "--eval_questions=4", "--eval_every=2", "--value_warmup_iters=1",
+              "--lr_warmup_iters=1", "--minutes=none", "--progress=false"]
+
+    def ppo(*args):
+        p = subprocess.run([sys.executable, "train_ppo.py", *common, *args], cwd=REPO, env=env, capture_output=True,
+                           text=True)
+        assert p.returncode == 0, p.stderr
+        return p
+
+    ppo("--iters=4", f"--out_dir={tmp_path / 'full'}")
+    ppo("--iters=2", f"--out_dir={tmp_path / 'cut'}")
+    ppo("--iters=4", "--resume", f"--out_dir={tmp_path / 'cut'}")
+
+    def rows(d):
+        return {r["iter"]: r for r in map(json.loads, (tmp_path / d / "metrics.jsonl").read_text().splitlines())
+                if "pg_loss" in r}
+    full, cut = rows("full"), rows("cut")
+    assert sorted(full) == sorted(cut) == [1, 2, 3, 4]
+    for i in full:
+        for key in ("score", "pg_loss", "vf_loss", "kl"):
+            assert cut[i][key] == pytest.approx(full[i][key], abs=1e-6), (i, key)
+    assert (tmp_path / "full" / "curves.png").exists() or True  # the plot is optional (matplotlib)
+    ck = torch.load(tmp_path / "full" / "latest.pt", weights_only=True)
+    assert ck["kind"] == "ppo" and ck["iter"] == 4
+
+
+def test_program_style_gets_the_papers_smaller_kl_coefficient():
+    c = train_ppo.resolve_defaults(train_ppo.Config(), {"cot": "program"})
+    assert c.cot == "program" and c.kl_coef == 0.01
+    c = train_ppo.resolve_defaults(train_ppo.Config(), {})
+    assert c.cot == "nl" and c.kl_coef == 0.05 and c.dataset == "synthetic"
