@@ -44,6 +44,8 @@ from reft_mini.tokenizer import get_tokenizer
 @dataclass
 class Config:
     """ReFT stage 1: supervised warm-up on (question, chain-of-thought) pairs, loss on the answer only."""
+    # --- what to train
+    stage: str = "sft"                  # sft: question -> CoT, loss on the answer | pretrain: stage 0, see below
     # --- data
     dataset: str = "synthetic"          # synthetic | gsm8k | svamp | mathqa | reft (ReFT's JSON files)
     data_path: str | None = None        # local file/folder for a real data set (works offline)
@@ -74,6 +76,7 @@ class Config:
     out_dir: str = "runs/warmup"        # checkpoints epoch{N}.pt, latest.pt, best.pt, metrics.jsonl, curves.png
     resume: bool = False                # continue from out_dir/latest.pt (same config)
     max_steps: int | None = None        # stop after this many steps (smoke tests)
+    minutes: float | None = None        # stop after this many minutes of training (evaluation excluded)
     seed: int = 1337                    # seeds data order, init and dropout
     device: str = "auto"                # auto | cpu | cuda
     compile: bool = False               # torch.compile the model (CUDA; slow to start on CPU)
@@ -152,9 +155,34 @@ def heldout_loss(model: GPT, examples, pad_id: int, device, batch_size: int = 64
     return total / max(count, 1.0)
 
 
+PRETRAIN_EPOCH_STEPS = 200  # stage 0 has no epochs (fresh text every step); checkpoints every this many steps
+
+
+def skill_examples(enc, cfg: Config, step: int, n: int, block_size: int):
+    """Stage 0 ("pretraining"): n fresh texts of the synthetic skill corpus, loss on every token.
+
+    This stands in for the pretrained LLM that ReFT starts from: a model that can already read the story
+    language, copy quantities out of a text and do arithmetic, trained on unlimited fresh 1-2-step
+    problems, arithmetic facts and copying drills -- but never on the annotated training questions.
+    The texts depend only on (seed, step), so a resumed run sees the same stream.
+    """
+    from reft_mini import synthetic
+    rng = random.Random(cfg.seed * 1_000_003 + step)
+    # Pack the texts end to end, separated by EOT, into n rows of row_len tokens: no padding is wasted
+    # (the usual way language models are pretrained; a row may start in the middle of a text).
+    row_len = min(block_size, 256)
+    stream: list[int] = []
+    while len(stream) < n * row_len:
+        for text in synthetic.skill_corpus(rng, 32):
+            stream += enc.encode_ordinary(text) + [enc.eot_token]
+    return [(stream[i * row_len:(i + 1) * row_len], [0] + [1] * (row_len - 1)) for i in range(n)]
+
+
 def main(cfg: Config) -> dict:
     info = dist.setup(cfg.device)
     out = Path(cfg.out_dir)
+    if cfg.stage not in ("sft", "pretrain"):
+        raise UserError(f"--stage={cfg.stage}: choose sft or pretrain")
     if cfg.cot not in data.STYLES:
         raise UserError(f"--cot={cfg.cot}: choose one of {', '.join(data.STYLES)}")
     if cfg.batch_size % (info.world_size * cfg.grad_accum):
@@ -175,15 +203,15 @@ def main(cfg: Config) -> dict:
     for p in model.value_head.parameters():
         p.requires_grad_(False)  # the critic is PPO's business
     block = model.config.block_size
-    train_ex = encode_all(enc, train_problems, cfg, block, "training")
+    train_ex = encode_all(enc, train_problems, cfg, block, "training") if cfg.stage == "sft" else []
     eval_ex = encode_all(enc, eval_problems, cfg, block, "held-out")
     model.to(info.device)
     opt = make_optimizer(model, cfg)
-    steps_per_epoch = len(train_ex) // cfg.batch_size
+    steps_per_epoch = len(train_ex) // cfg.batch_size if cfg.stage == "sft" else PRETRAIN_EPOCH_STEPS
     if steps_per_epoch == 0:
         raise UserError(f"{len(train_ex)} training examples are fewer than --batch_size={cfg.batch_size}")
     total_steps = steps_per_epoch * cfg.epochs
-    step, best_acc, history = 0, -1.0, []
+    step, best_acc, history, train_seconds = 0, -1.0, [], 0.0
     if cfg.resume:
         ck = load_checkpoint(out / "latest.pt", map_location=info.device)
         if ck.get("model_config") != asdict(model.config):
@@ -192,6 +220,7 @@ def main(cfg: Config) -> dict:
         load_weights(model, ck["model"], str(out / "latest.pt"))
         opt.load_state_dict(ck["optimizer"])
         step, best_acc, history = ck["step"], ck["best_acc"], ck["history"]
+        train_seconds = ck.get("train_seconds", 0.0)
         set_rng_state(ck["rng"])
         truncate_after(out / "metrics.jsonl", "step", step)
         if info.is_main:
@@ -199,7 +228,9 @@ def main(cfg: Config) -> dict:
     compiled = torch.compile(model) if cfg.compile else model
     log = MetricsLog(out / "metrics.jsonl", resume=cfg.resume, enabled=info.is_main)
     if info.is_main:
-        print(f"warm-up: {len(train_ex)} training examples ({cfg.dataset}/{cfg.cot}), "
+        what = (f"{len(train_ex)} training examples ({cfg.dataset}/{cfg.cot})" if cfg.stage == "sft"
+                else "stage 0 (pretraining) on fresh synthetic skill text")
+        print(f"{cfg.stage}: {what}, "
               f"{model.num_params() / 1e6:.2f} M parameters, {cfg.epochs} epochs x {steps_per_epoch} steps, "
               f"device {info.device}, {info.world_size} process(es)")
 
@@ -207,10 +238,10 @@ def main(cfg: Config) -> dict:
         if not info.is_main:
             return
         save_checkpoint({
-            "kind": "warmup", "model_config": asdict(model.config), "model": model.state_dict(),
+            "kind": "warmup" if cfg.stage == "sft" else "base", "model_config": asdict(model.config), "model": model.state_dict(),
             "optimizer": opt.state_dict(), "step": step, "epoch": epoch, "best_acc": best_acc,
             "history": history, "config": asdict(cfg), "tokenizer": cfg.tokenizer, "rng": rng_state(),
-            "eval_acc": acc,
+            "eval_acc": acc, "train_seconds": train_seconds,
         }, out / name)
 
     def evaluate(epoch: float) -> float:
@@ -230,17 +261,28 @@ def main(cfg: Config) -> dict:
     bar = None
     if cfg.progress and info.is_main:
         from tqdm import tqdm
-        bar = tqdm(total=total_steps, initial=step, desc="warm-up", dynamic_ncols=True)
+        bar = tqdm(total=total_steps, initial=step, desc=cfg.stage, dynamic_ncols=True)
     micro = cfg.batch_size // info.world_size // cfg.grad_accum   # questions per forward pass on this rank
     model.train()
-    t0, tokens_seen, last_acc = time.time(), 0, None
+    tokens_seen, last_acc = 0, None
+
+    def keep_going() -> bool:
+        go = (step < total_steps and not stop["now"] and (cfg.max_steps is None or step < cfg.max_steps)
+              and (cfg.minutes is None or train_seconds < 60 * cfg.minutes))
+        # Under DDP all ranks must stop together (their clocks and signals differ), else one waits forever.
+        return bool(dist.all_reduce_sum(torch.tensor(float(not go)), info) == 0) if info.enabled else go
+
     try:
-        while step < total_steps and not stop["now"]:
+        while keep_going():
             epoch, in_epoch = divmod(step, steps_per_epoch)
-            # The data order depends only on (seed, epoch): a resumed run replays the same batches.
-            order = torch.randperm(len(train_ex), generator=torch.Generator().manual_seed(cfg.seed + epoch))
-            batch_ids = order[in_epoch * cfg.batch_size:(in_epoch + 1) * cfg.batch_size].tolist()
-            batch = [train_ex[i] for i in batch_ids]
+            if cfg.stage == "sft":
+                # The data order depends only on (seed, epoch): a resumed run replays the same batches.
+                order = torch.randperm(len(train_ex), generator=torch.Generator().manual_seed(cfg.seed + epoch))
+                batch_ids = order[in_epoch * cfg.batch_size:(in_epoch + 1) * cfg.batch_size].tolist()
+                batch = [train_ex[i] for i in batch_ids]
+            else:
+                batch = skill_examples(enc, cfg, step, cfg.batch_size, block)
+            t_step = time.time()
             # Normalise by the answer tokens of the whole global batch, so that 1 process x 32 questions
             # and 2 processes x 16 (or 4 accumulation steps x 8) compute exactly the same gradient.
             n_tokens = sum(sum(m[1:]) for _, m in batch)
@@ -269,6 +311,7 @@ def main(cfg: Config) -> dict:
             opt.step()
             opt.zero_grad(set_to_none=True)
             step += 1
+            train_seconds += time.time() - t_step
             log.log(step=step, epoch=round(step / steps_per_epoch, 3), loss=loss_total, lr=opt.param_groups[0]["lr"],
                     grad_norm=gnorm)
             end_of_epoch = step % steps_per_epoch == 0
@@ -281,12 +324,10 @@ def main(cfg: Config) -> dict:
                     checkpoint("best.pt", ep, last_acc)
                 checkpoint(f"epoch{ep}.pt", ep, last_acc)
             if bar is not None:
-                elapsed = max(time.time() - t0, 1e-9)
+                elapsed = max(train_seconds, 1e-9)
                 bar.set_postfix(loss=f"{loss_total:.3f}", acc="-" if last_acc is None else f"{last_acc:.1%}",
                                 tok_s=f"{tokens_seen * info.world_size / elapsed:,.0f}")
                 bar.update(1)
-            if cfg.max_steps is not None and step >= cfg.max_steps:
-                break
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)

@@ -9,7 +9,7 @@
 # log-softmax over long responses is a known complaint about RL fine-tuning code.
 #
 # The fused version below works on `chunk_size` positions at a time. Forward: per chunk, compute the
-# (chunk, V) logits, reduce them to three numbers per position (logsumexp, target logit, expected logit)
+# (chunk, V) logits, reduce them to a few numbers per position (logsumexp, target log-prob, entropy)
 # and throw them away. Backward (a custom torch.autograd.Function): recompute each chunk's logits from the
 # saved hidden states and weight, form d(loss)/d(logits) for the chunk, and accumulate the gradients of
 # hidden and weight chunk by chunk. Peak extra memory is O(chunk_size * V) instead of O(B * T * V); the
@@ -17,8 +17,9 @@
 #
 # The per-chunk math can be compiled with torch.compile, which fuses the elementwise work (exp, the
 # reductions, the gradient formula) into a few loops over each (chunk, V) block instead of one pass per
-# operation. Compilation is lazy (first call) and any failure falls back to the eager code with a single
-# warning. See set_compile() and the `compile` argument of token_logprobs.
+# operation. Compilation is lazy (first call; a few seconds on a 2-core CPU, cached on disk by PyTorch
+# afterwards) and any failure falls back to the eager code with a single warning. It is on by default;
+# set_compile(False), compile=False, or the environment variable REFT_MINI_COMPILE=0 turn it off.
 #
 # Math (z = logits / temperature for one position, p = softmax(z), y = target id, lse = logsumexp(z),
 # l_j = log p_j = z_j - lse):
@@ -244,6 +245,8 @@ def token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, temperature:
     float32 block of logits). compile: True/False forces the compiled or
     eager per-chunk code; None follows set_compile() (default on, env REFT_MINI_COMPILE=0 turns it off).
     """
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0 (greedy decoding has no log-probabilities to train on)")
     B, T, C = hidden.shape
     use_compile = _compile_enabled if compile is None else bool(compile)
     if chunk_size is None:
@@ -251,7 +254,7 @@ def token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, temperature:
     flat_h = hidden.reshape(B * T, C)
     if not flat_h.is_contiguous():
         flat_h = flat_h.contiguous()
-    flat_y = targets.reshape(B * T)
+    flat_y = targets.reshape(B * T).long()
     out = _FusedTokenLogprobs.apply(flat_h, weight, flat_y, float(temperature), bool(with_entropy),
                                     int(chunk_size), use_compile)
     if with_entropy:

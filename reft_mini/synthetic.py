@@ -1293,7 +1293,7 @@ def load_synthetic(split: str = "train", n: int | None = None, seed: int | None 
 
 def skill_corpus(rng: random.Random, n: int) -> list:
     """n fresh training texts for language-model pretraining: arithmetic facts ("17+25=42"), short
-    1-2-step problems with their N-CoT, and quantity-copying drills. Only train-pool questions are used,
+    1-2-step problems with their N-CoT or P-CoT, and quantity-copying drills. Only train-pool questions are used,
     so no test question ever appears."""
     from reft_mini.data import format_prompt
 
@@ -1317,8 +1317,13 @@ def skill_corpus(rng: random.Random, n: int) -> list:
         q = sp.base_question()
         if pool_of(q) != "train":
             continue
-        if r < 0.8:
+        if r < 0.65:
             out.append(format_prompt(q, "nl") + render_cot(sp, sp.order))
+        elif r < 0.85:
+            # P-CoT: the prompt ends with the program header, the text goes on with the body.
+            program = render_program(sp, sp.order, q)
+            header = format_prompt(q, "program")
+            out.append(header + program[program.index('"""', program.index('"""') + 3) + 4:])
         else:
             nums = [str(sp.leaves[v].value) for v in _in_story_order(sp, list(sp.leaves))]
             out.append(sp.story() + " The numbers in the story are " + ", ".join(nums) + ".")
