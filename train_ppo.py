@@ -97,6 +97,7 @@ class Config:
     resume: bool = False                # continue from out_dir/latest.pt
     seed: int = 1337                    # seeds question order and sampling
     device: str = "auto"                # auto | cpu | cuda
+    compile: bool = False               # torch.compile the fused log-prob kernel (pays off on CUDA)
     progress: bool = True               # tqdm progress bar
 
 
@@ -202,6 +203,9 @@ def ppo_update(policy, opt, r: dict, cfg: Config, info: dist.DistInfo, it: int) 
 def main(cfg: Config) -> dict:
     info = dist.setup(cfg.device)
     out = Path(cfg.out_dir)
+    if cfg.compile:
+        from reft_mini import kernels
+        kernels.set_compile(True)
     warm = load_checkpoint(cfg.init)
     cfg = resolve_defaults(cfg, warm.get("config", {}))
     torch.manual_seed(cfg.seed)

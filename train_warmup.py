@@ -225,6 +225,9 @@ def main(cfg: Config) -> dict:
         truncate_after(out / "metrics.jsonl", "step", step)
         if info.is_main:
             print(f"resumed from {out / 'latest.pt'} at step {step}")
+    if cfg.compile:  # compile the model and the fused log-prob kernel (kernels.py)
+        from reft_mini import kernels
+        kernels.set_compile(True)
     compiled = torch.compile(model) if cfg.compile else model
     log = MetricsLog(out / "metrics.jsonl", resume=cfg.resume, enabled=info.is_main)
     if info.is_main:

@@ -279,7 +279,15 @@ def test_skill_corpus_is_fresh_and_correct():
         lhs, rhs = t.split("=")
         assert eval(lhs.replace("/", "//")) == int(rhs)  # noqa: S307
     problems = [t for t in texts if t.startswith("Question:\n")]
-    assert len(problems) > 100 and all("\n#### " in t for t in problems)
+    assert len(problems) > 100
+    nl = [t for t in problems if "def solution():" not in t]
+    programs = [t for t in problems if "def solution():" in t]
+    assert len(nl) > 50 and all("\n#### " in t for t in nl)
+    # P-CoT texts: prompt with the program header, then a body that runs and returns a number.
+    from reft_mini.program import run_program
+    assert len(programs) > 20
+    for t in programs:
+        assert run_program(t[t.index("def solution():"):]).ok, t
     test_questions = {p.question for p in S.make_split("test", n=200)}
     assert not any(t.split("\n")[1] in test_questions for t in problems)
 

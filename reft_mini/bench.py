@@ -1,0 +1,696 @@
+# Benchmarks for the issue "Performance and scale": is each speed/memory claim of this project true on
+# the machine at hand? One run prints ONE table of ratios, all measured side by side in the same process
+# (so a busy machine slows both sides of a ratio alike), and writes them with the machine's description
+# to a JSON file.
+#
+#   python -m reft_mini.bench                      # full run (about 10-15 minutes on a 2-core CPU)
+#   python -m reft_mini.bench --quick              # small sizes, under a minute (what tests/test_bench.py runs)
+#   python -m reft_mini.bench --out runs/bench.json --threads 1 --only logprob,kv
+#
+# Rows (targets from the issue; a missed target is reported, never an error: the exit code is 0):
+#   1. fused log-prob kernel (kernels.token_logprobs) vs the plain reference (log_softmax + gather),
+#      forward + backward: time ratio (eager and torch.compile'd per-chunk code) and peak-memory ratio,
+#      at GPT-2's vocabulary V = 50,257 (B*T = 8,192 positions, C = 128) and at the demo vocabulary 1024.
+#      Targets at V = 50,257: time <= 1.0x, memory <= 1/4.
+#   2. sampling with the KV cache (sampling.generate) vs recomputing the whole prefix every step
+#      (generate_no_cache below), tokens/s, demo model. Target >= 3x.
+#   3. this GPT vs transformers' GPT2LMHeadModel with the same size and weights: training step and
+#      greedy sampling, tokens/s. Targets: training >= 0.9x, sampling >= 1.0x.
+#   4. MFU: model FLOPs/s of the demo training step as a fraction of a big float32 matmul's FLOPs/s
+#      on this machine at the same thread count. Target >= 40 %.
+#   5. one PPO iteration at the demo settings, split into sampling / scoring / evaluating / learning,
+#      with the real functions of train_ppo.py.
+#   6. the P-CoT program executor (program.run_program): median microseconds per program of ReFT's
+#      SVAMP programs, when ../shared/datasets is present.
+#
+# Rules every measurement follows: a warm-up call first (lazy initialisation, torch.compile, first-touch
+# page faults are not what we want to time), then several repetitions, and the MEDIAN of them (robust to
+# the odd slow repetition when another process grabs the CPU). Competing variants run interleaved, round
+# by round, with the order reversed every other round, so slow phases of a background job hit all of them.
+# Threads: torch.set_num_threads(--threads, default 1), so the benchmark does not fight a training job
+# for the cores (two processes each using every core run slower than either alone).
+
+from __future__ import annotations
+
+import argparse
+import copy
+import ctypes
+import gc
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from reft_mini import kernels
+from reft_mini.model import GPT, config_from_preset
+from reft_mini.sampling import generate
+
+REPO = Path(__file__).resolve().parents[1]
+SVAMP_PROGRAMS = REPO.parent / "shared" / "datasets" / "mwp_ReFT" / "svamp_python_sdp.json"
+
+# Sizes of a full run and of --quick. Full = the sizes the issue names; quick = the same code paths on
+# inputs small enough for a test (the ratios are then only indicative: overheads weigh more at small sizes).
+FULL = dict(
+    reps=3,                                   # timed repetitions per measurement (median reported)
+    lp_sizes=[(50257, 8192), (1024, 8192)],   # (V, B*T) for the log-prob kernel, C = 128
+    gen_batch=64, gen_prompt=100, gen_new=100,  # rows 2 and 3: 64 prompts of 100 tokens, 100 new tokens
+    train_batch=16, train_len=256,            # rows 3 and 4: one training batch, 16 x 256 tokens
+    ppo_questions=32, ppo_samples=4, ppo_new=100,
+    prog_limit=None, prog_reps=3,             # all programs, 3 passes
+)
+QUICK = dict(
+    reps=3,
+    lp_sizes=[(50257, 512), (1024, 1024)],
+    gen_batch=8, gen_prompt=100, gen_new=16,
+    train_batch=4, train_len=128,
+    ppo_questions=4, ppo_samples=2, ppo_new=16,
+    prog_limit=300, prog_reps=2,
+)
+LP_WIDTH = 128  # C, the demo model's width (the issue's setting for row 1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Timing and memory helpers
+# ----------------------------------------------------------------------------------------------------------
+
+
+def interleaved(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 1) -> dict[str, dict]:
+    """Time several competing callables side by side.
+
+    Each one is called `warmup` times untimed, then `reps` rounds run every callable once (order reversed
+    on odd rounds, so none is always first after a garbage collection or always last). Returns, per name,
+    the median seconds and the raw list.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(reps):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            gc.collect()  # a collection of the previous variant's garbage must not land in this timing
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t0)
+    return {name: {"median_s": statistics.median(ts), "all_s": ts} for name, ts in times.items()}
+
+
+def _status_kib(field: str) -> int | None:
+    """A 'VmRSS' / 'VmHWM' line of /proc/self/status, in KiB (None off Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) to the current RSS (Linux >= 4.0). False if impossible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_kib("VmHWM") is not None
+    except OSError:
+        return False
+
+
+def _malloc_trim() -> None:
+    """Hand freed heap memory back to the OS, so the next peak is measured from a clean baseline.
+
+    glibc keeps small freed blocks (< 32 MiB by its default rules) in its heap; without trimming, a
+    warm-up's freed buffers stay resident, count in the baseline and hide the real step's allocations.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Row 1: the fused log-prob kernel against the reference
+# ----------------------------------------------------------------------------------------------------------
+
+LP_VARIANTS = ("reference", "fused_eager", "fused_compiled")
+
+
+def _logprob_inputs(V: int, M: int, C: int, seed: int = 0):
+    """hidden (1, M, C) and weight (V, C) as leaves that need gradients (as in training), targets (1, M),
+    and random upstream gradients for log p and the entropy (PPO's loss weights every token differently)."""
+    g = torch.Generator().manual_seed(seed)
+    hidden = (torch.randn(1, M, C, generator=g) * 0.5).requires_grad_(True)
+    weight = (torch.randn(V, C, generator=g) * 0.05).requires_grad_(True)
+    targets = torch.randint(0, V, (1, M), generator=g)
+    g_logp, g_ent = torch.randn(1, M, generator=g), torch.randn(1, M, generator=g)
+    return hidden, weight, targets, g_logp, g_ent
+
+
+def _logprob_step(variant: str, hidden, weight, targets, g_logp, g_ent, with_entropy: bool) -> None:
+    """One forward + backward of `variant`; gradients are dropped afterwards (as zero_grad would)."""
+    if variant == "reference":
+        logp, ent = kernels.reference_token_logprobs(hidden, weight, targets, 1.0, with_entropy)
+    else:
+        logp, ent = kernels.token_logprobs(hidden, weight, targets, 1.0, with_entropy,
+                                           compile=(variant == "fused_compiled"))
+    loss = (logp * g_logp).sum()
+    if with_entropy:
+        loss = loss + (ent * g_ent).sum()
+    loss.backward()
+    hidden.grad = None
+    weight.grad = None
+
+
+def _peak_child(spec: dict) -> dict:
+    """Runs in a FRESH subprocess (python -m reft_mini.bench --_peak '{json}'): the peak extra memory of
+    one forward + backward of one variant, in bytes, above the memory held after the inputs exist.
+
+    Method: warm up on a small slice (first-call initialisation; for the compiled variant, compilation
+    including the one dynamic-shape recompile), trim the heap, read the RSS (the baseline: interpreter,
+    torch, inputs), reset the kernel's peak-RSS counter, run the full step, and read the peak (VmHWM).
+    Without /proc/self/clear_refs we fall back to ru_maxrss, whose peak then includes the warm-up.
+    """
+    torch.set_num_threads(spec["threads"])
+    V, M, C, ent, variant = spec["V"], spec["M"], spec["C"], spec["with_entropy"], spec["variant"]
+    chunk = kernels.default_chunk_size(V)
+    m_warm = min(M, chunk + max(2, chunk // 2))   # one full chunk and a shorter one: both compiled shapes
+    _logprob_step(variant, *_logprob_inputs(V, m_warm, C, seed=1), with_entropy=ent)
+    inputs = _logprob_inputs(V, M, C)
+    gc.collect()
+    _malloc_trim()
+    base_kib = _status_kib("VmRSS") or 0
+    exact = _reset_peak_rss()
+    _logprob_step(variant, *inputs, with_entropy=ent)
+    if exact:
+        peak_kib, method = _status_kib("VmHWM"), "VmHWM reset via /proc/self/clear_refs"
+    else:  # ru_maxrss is in KiB on Linux
+        peak_kib, method = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ru_maxrss (includes warm-up)"
+    return {"peak_bytes": max(0, peak_kib - base_kib) * 1024, "method": method,
+            "compiled_ok": variant != "fused_compiled" or kernels.compile_available()}
+
+
+def measure_peak(variant: str, V: int, M: int, C: int, with_entropy: bool, threads: int) -> dict:
+    """Peak extra memory of one variant, measured in a fresh Python process (see _peak_child)."""
+    spec = dict(variant=variant, V=V, M=M, C=C, with_entropy=with_entropy, threads=threads)
+    proc = subprocess.run([sys.executable, "-m", "reft_mini.bench", "--_peak", json.dumps(spec)],
+                          cwd=REPO, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory child for {spec} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_logprob(V: int, M: int, with_entropy: bool, reps: int, threads: int) -> list[dict]:
+    """Row 1 at one (V, B*T, entropy or not): time and peak-memory ratios fused / reference."""
+    C = LP_WIDTH
+    inputs = _logprob_inputs(V, M, C)
+    variants = list(LP_VARIANTS) if hasattr(torch, "compile") else list(LP_VARIANTS[:2])
+    t = interleaved({v: (lambda v=v: _logprob_step(v, *inputs, with_entropy=with_entropy)) for v in variants},
+                    reps=reps)
+    # The compiled variant counts only if compilation worked (on failure kernels.py silently ran eager code).
+    if "fused_compiled" in variants and not kernels.compile_available():
+        variants.remove("fused_compiled")
+    del inputs
+    gc.collect()
+    peaks = {v: measure_peak(v, V, M, C, with_entropy, threads) for v in variants}
+    what = f"V={V:,}, B*T={M:,}, C={C}, " + ("log p + entropy" if with_entropy else "log p only")
+    big = V >= 50257   # the issue's acceptance targets are stated at GPT-2's vocabulary
+    rows = []
+    ref_t, ref_m = t["reference"]["median_s"], peaks["reference"]["peak_bytes"]
+    for v in variants[1:]:
+        tag = v.removeprefix("fused_")
+        key = f"logprob_V{V}_{'ent' if with_entropy else 'logp'}_{tag}"
+        rows.append(row(f"{key}_time", f"1. fused/ref time, fwd+bwd, {what}, {tag}",
+                        t[v]["median_s"] / ref_t, "x", ("<=", 1.0) if big else None,
+                        f"ref {ref_t:.2f} s, fused {t[v]['median_s']:.2f} s",
+                        reference_s=t["reference"]["all_s"], fused_s=t[v]["all_s"],
+                        chunk_size=kernels.default_chunk_size(V)))
+        rows.append(row(f"{key}_memory", f"1. fused/ref peak memory, {what}, {tag}",
+                        peaks[v]["peak_bytes"] / max(ref_m, 1), "x", ("<=", 0.25) if big else None,
+                        f"ref {ref_m / 2**20:.0f} MiB, fused {peaks[v]['peak_bytes'] / 2**20:.0f} MiB",
+                        reference_bytes=ref_m, fused_bytes=peaks[v]["peak_bytes"], method=peaks[v]["method"]))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Row 2: KV cache vs recomputing the prefix
+# ----------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def generate_no_cache(model: GPT, prompts: list[list[int]], max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy decoding the naive way: every step runs the FULL forward over prompt + all tokens so far,
+    and keeps only the last position. Step n costs a forward over P + n positions, so the whole decode
+    is O(N * (P + N)) token-forwards (quadratic), against O(P + N) with a KV cache.
+
+    prompts: equal-length token lists (no padding: the benchmark keeps both sides padding-free).
+    Returns response (B, N) long and its log-probs (B, N) float32, like sampling.generate at
+    temperature 0 with an EOT that never appears (the same work per step: logits, log-softmax, argmax).
+    """
+    lengths = {len(p) for p in prompts}
+    assert len(lengths) == 1, "generate_no_cache takes equal-length prompts"
+    was_training = model.training
+    model.eval()
+    seq = torch.tensor(prompts, dtype=torch.long, device=model.lm_weight().device)  # (B,P)
+    P = seq.shape[1]
+    logprobs = torch.zeros(seq.shape[0], max_new_tokens)
+    for n in range(max_new_tokens):
+        h = model(seq)[:, -1]                              # (B,C): recomputes all P+n positions
+        logits = model.logits(h).float()                   # (B,V)
+        token = logits.argmax(-1)                          # (B,) greedy
+        logprobs[:, n] = torch.log_softmax(logits, -1).gather(1, token[:, None]).squeeze(1)
+        seq = torch.cat([seq, token[:, None]], 1)          # (B,P+n+1)
+    model.train(was_training)
+    return seq[:, P:], logprobs
+
+
+def demo_model(vocab_size: int = 1024, seed: int = 0) -> GPT:
+    """The demo-size GPT with random weights (speed does not depend on what the weights are)."""
+    torch.manual_seed(seed)
+    return GPT(config_from_preset("demo", vocab_size=vocab_size)).eval()
+
+
+def demo_prompts(s: dict, vocab_size: int, seed: int = 0) -> list[list[int]]:
+    """gen_batch prompts of exactly gen_prompt random token ids (equal lengths: no padding anywhere)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab_size, (s["gen_batch"], s["gen_prompt"]), generator=g).tolist()
+
+
+def bench_kv_cache(s: dict, reps: int) -> list[dict]:
+    V = 1024
+    model = demo_model(V)
+    prompts = demo_prompts(s, V)
+    N = s["gen_new"]
+    out = {}
+
+    def with_cache():
+        # eot_id = V: an id outside the vocabulary never wins the argmax, so every row generates N tokens
+        out["cache"] = generate(model, prompts, N, eot_id=V, temperature=0.0)
+
+    def without_cache():
+        out["no_cache"] = generate_no_cache(model, prompts, N)
+
+    t = interleaved({"kv_cache": with_cache, "no_cache": without_cache}, reps=reps)
+    same = bool(torch.equal(out["cache"].response, out["no_cache"][0]))   # both decoders agree (sanity)
+    tokens = len(prompts) * N
+    tps = {k: tokens / v["median_s"] for k, v in t.items()}
+    return [row("kv_cache_speedup", f"2. KV-cache/no-cache sampling tokens/s, demo model, "
+                f"{len(prompts)} prompts x {s['gen_prompt']} tok, {N} new, greedy",
+                tps["kv_cache"] / tps["no_cache"], "x", (">=", 3.0),
+                f"{tps['kv_cache']:.0f} vs {tps['no_cache']:.0f} tok/s",
+                kv_cache_tokens_per_s=tps["kv_cache"], no_cache_tokens_per_s=tps["no_cache"],
+                kv_cache_s=t["kv_cache"]["all_s"], no_cache_s=t["no_cache"]["all_s"], same_tokens=same)]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Rows 3 and 4: against transformers' GPT-2, and MFU
+# ----------------------------------------------------------------------------------------------------------
+
+
+def train_flops_per_token(model: GPT, T: int) -> tuple[float, int]:
+    """Model FLOPs of one training step per token, the PaLM paper's estimate (Chowdhery et al. 2022,
+    Appendix B; nanoGPT's estimate_mfu uses the same):
+
+        flops/token = 6 N + 12 L C T
+      6 N:      every weight of the N matmul parameters does one multiply-add (2 FLOPs) per token forward
+                and two in the backward (gradient w.r.t. the input and w.r.t. the weight): 2 * 3 = 6.
+      12 L C T: attention scores Q K^T and the weighted sum A V, each 2 T C FLOPs per token per layer
+                forward (T = sequence length, full square, causality not discounted), times 3 with backward.
+
+    N counts the weights that take part in matmuls: the blocks, and the token embedding ONCE as the tied
+    output head (the input lookup is free); the position table (a lookup) and the value head (unused in
+    training) are left out. The fused kernel's second logits matmul (recomputed in backward) is hardware
+    work, not model work, so it is not counted: MFU measures useful FLOPs.
+    """
+    tr = model.transformer
+    skip = {id(p) for p in list(tr.wpe.parameters()) + list(model.value_head.parameters())}
+    N = sum(p.numel() for p in model.parameters() if id(p) not in skip)
+    cfg = model.config
+    return 6 * N + 12 * cfg.n_layer * cfg.n_embd * T, N
+
+
+MM_SIZE, MM_CALLS = 1024, 4
+
+
+def matmul_peak(size: int = MM_SIZE, calls: int = MM_CALLS) -> Callable[[], None]:
+    """A callable doing `calls` float32 (size x size) @ (size x size) products: the machine's practical
+    FLOP/s ceiling at this thread count (2 * size^3 FLOPs each)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(size, size, generator=g), torch.randn(size, size, generator=g)
+    c = torch.empty(size, size)
+
+    def run():
+        for _ in range(calls):
+            torch.mm(a, b, out=c)
+    return run
+
+
+def _hf_twin(model: GPT):
+    """transformers' GPT2LMHeadModel with the same size, and our GPT loaded from its saved weights
+    (save_pretrained + GPT.from_pretrained: the two networks then compute the same function)."""
+    import transformers
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    cfg = model.config
+    V = cfg.vocab_size
+    hf_cfg = transformers.GPT2Config(vocab_size=V, n_positions=cfg.block_size, n_embd=cfg.n_embd,
+                                     n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0,
+                                     attn_pdrop=0.0, bos_token_id=V - 1, eos_token_id=V - 1)
+    torch.manual_seed(0)
+    hf = transformers.GPT2LMHeadModel(hf_cfg)
+    with tempfile.TemporaryDirectory() as folder:
+        hf.save_pretrained(folder)
+        ours = GPT.from_pretrained(folder)
+    return hf, ours, transformers.__version__
+
+
+def bench_vs_transformers_and_mfu(s: dict, reps: int) -> list[dict]:
+    """Rows 3 (when transformers is installed) and 4 (always), measured in the same interleaved rounds."""
+    V, B, T = 1024, s["train_batch"], s["train_len"]
+    try:
+        hf, ours, hf_version = _hf_twin(demo_model(V))
+    except ImportError:
+        hf, ours, hf_version = None, demo_model(V), None
+    g = torch.Generator().manual_seed(1)
+    idx = torch.randint(0, V, (B, T), generator=g)        # one batch, the same for both models
+    targets = torch.randint(0, V, (B, T), generator=g)    # (B,T) next-token targets
+    adamw = dict(lr=1e-4, betas=(0.9, 0.95), weight_decay=0.0)
+    opt_ours = torch.optim.AdamW(ours.parameters(), **adamw)
+
+    def train_ours():
+        # As train_warmup.py: hidden states -> fused log-probs (never the (B,T,V) logits) -> mean NLL.
+        ours.train()
+        h = ours(idx)
+        logp, _ = kernels.token_logprobs(h, ours.lm_weight(), targets)
+        loss = -logp.mean()
+        opt_ours.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_ours.step()
+
+    fns = {"ours_train": train_ours, "matmul_peak": matmul_peak()}
+    if hf is not None:
+        with torch.no_grad():   # the twins must compute the same function, or the comparison is void
+            twin_err = float((hf(idx[:2, :32]).logits - ours.logits(ours(idx[:2, :32]))).abs().max())
+        opt_hf = torch.optim.AdamW(hf.parameters(), **adamw)
+
+        def train_hf():
+            # The usual transformers way: full logits (B,T,V) -> cross-entropy.
+            hf.train()
+            logits = hf(idx).logits
+            loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+            opt_hf.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_hf.step()
+        fns["hf_train"] = train_hf
+    t = interleaved(fns, reps=reps)
+    rows = []
+    tokens = B * T
+    ours_tps = tokens / t["ours_train"]["median_s"]
+
+    if hf is not None:
+        hf_tps = tokens / t["hf_train"]["median_s"]
+        rows.append(row("hf_train_speed", f"3. ours/transformers training tokens/s (fwd+bwd+AdamW), demo size, "
+                        f"{B}x{T} tokens", ours_tps / hf_tps, "x", (">=", 0.9),
+                        f"{ours_tps:.0f} vs {hf_tps:.0f} tok/s", ours_tokens_per_s=ours_tps, hf_tokens_per_s=hf_tps,
+                        transformers=hf_version, attn_implementation=getattr(hf.config, "_attn_implementation", None),
+                        twin_max_abs_logit_diff=twin_err))
+        # Sampling: same prompts (equal lengths, no padding), greedy, exactly gen_new tokens on both sides.
+        prompts = demo_prompts(s, V)
+        N = s["gen_new"]
+        prompt_ids = torch.tensor(prompts)
+        out = {}
+        hf.eval()
+        ours.eval()
+
+        def sample_ours():
+            out["ours"] = generate(ours, prompts, N, eot_id=V, temperature=0.0).response   # EOT V never wins
+
+        def sample_hf():
+            with torch.no_grad():
+                out["hf"] = hf.generate(prompt_ids, attention_mask=torch.ones_like(prompt_ids), do_sample=False,
+                                        max_new_tokens=N, min_new_tokens=N, use_cache=True,
+                                        pad_token_id=V - 1, eos_token_id=V - 1)[:, prompt_ids.shape[1]:]
+        ts = interleaved({"ours": sample_ours, "hf": sample_hf}, reps=reps)
+        assert out["ours"].shape == out["hf"].shape, "both sides must generate the same number of tokens"
+        n_tok = len(prompts) * N
+        o, h_ = n_tok / ts["ours"]["median_s"], n_tok / ts["hf"]["median_s"]
+        rows.append(row("hf_sample_speed", f"3. ours/transformers greedy sampling tokens/s, KV cache both, "
+                        f"{len(prompts)} prompts x {s['gen_prompt']} tok, {N} new", o / h_, "x", (">=", 1.0),
+                        f"{o:.0f} vs {h_:.0f} tok/s", ours_tokens_per_s=o, hf_tokens_per_s=h_,
+                        same_token_fraction=float((out["ours"] == out["hf"]).float().mean())))
+
+    flops_tok, n_params = train_flops_per_token(ours, T)
+    peak = MM_CALLS * 2 * MM_SIZE ** 3 / t["matmul_peak"]["median_s"]   # FLOP/s of the big matmul
+    achieved = flops_tok * ours_tps
+    rows.append(row("mfu", f"4. MFU of the demo training step ({B}x{T} tokens) vs float32 1024^3 matmul peak",
+                    achieved / peak, "frac", (">=", 0.40),
+                    f"{achieved / 1e9:.1f} of {peak / 1e9:.1f} GFLOP/s",
+                    model_flops_per_token=flops_tok, matmul_params=n_params, tokens_per_s=ours_tps,
+                    achieved_flops=achieved, peak_flops=peak, formula="6*N + 12*n_layer*n_embd*T (PaLM App. B)"))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Row 5: one PPO iteration, by phase
+# ----------------------------------------------------------------------------------------------------------
+
+
+def bench_ppo(s: dict, reps: int) -> list[dict]:
+    """One iteration of train_ppo.py's loop with its own functions, timed by phase.
+
+    The model is a RANDOM demo GPT: a random model almost never writes EOT, so every response runs to
+    max_new_tokens; the cap (100 instead of the default 160) keeps the rollout as long as a trained
+    model's typical chain of thought, not its worst case. The iteration index is past the value-only
+    warm-up, so the learning phase trains policy and value together (the steady state).
+    """
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    import train_ppo
+    from reft_mini import data, dist
+    from reft_mini.tokenizer import get_tokenizer
+
+    enc = get_tokenizer()
+    q, k = s["ppo_questions"], s["ppo_samples"]
+    cfg = train_ppo.Config(dataset="synthetic", cot="nl", questions_per_iter=q, samples_per_question=k,
+                           max_new_tokens=s["ppo_new"], progress=False)
+    cfg = train_ppo.resolve_defaults(cfg, {})
+    problems = data.load_problems("synthetic", "train", "nl")[:q]
+    batch = [p for p in problems for _ in range(k)]          # k samples of each question
+    prompts = [enc.encode_ordinary(data.format_prompt(p.question, "nl")) for p in batch]
+    policy = demo_model(enc.n_vocab).train()
+    policy.reset_value_head()
+    reference = copy.deepcopy(policy).eval()
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    head = list(policy.value_head.parameters())
+    backbone = [p for n, p in policy.named_parameters() if not n.startswith("value_head")]
+    opt = torch.optim.AdamW([{"params": backbone, "lr": cfg.lr}, {"params": head, "lr": cfg.value_lr}],
+                            weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    info = dist.DistInfo()
+    it = cfg.value_warmup_iters + cfg.lr_warmup_iters        # steady state: policy and value both learn
+    phases: dict[str, list[float]] = {"sampling": [], "scoring": [], "evaluating": [], "learning": []}
+    lengths = []
+
+    def iteration(record: bool, seed: int):
+        t0 = time.perf_counter()
+        smp = generate(policy, prompts, cfg.max_new_tokens, enc.eot_token, temperature=cfg.temperature,
+                       generator=torch.Generator().manual_seed(seed))
+        t1 = time.perf_counter()
+        texts = [enc.decode([t for t, m in zip(r, mr) if m and t != enc.eot_token])
+                 for r, mr in zip(smp.response.tolist(), smp.response_mask.tolist())]
+        scores = train_ppo.score_texts(batch, texts, cfg)
+        t2 = time.perf_counter()
+        r = train_ppo.evaluate_rollout(policy, reference, smp, scores, cfg, info)   # no-grad forwards, GAE
+        t3 = time.perf_counter()
+        train_ppo.ppo_update(policy, opt, r, cfg, info, it)                         # ppo_epochs x minibatches
+        t4 = time.perf_counter()
+        if record:
+            for name, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                phases[name].append(dt)
+            lengths.append(float(smp.response_mask.sum(1).float().mean()))
+
+    iteration(False, 0)                                        # warm-up
+    for r in range(reps):
+        iteration(True, r + 1)
+    med = {name: statistics.median(ts) for name, ts in phases.items()}
+    total = sum(med.values())
+    what = (f"{q} questions x {k} samples, max_new_tokens {cfg.max_new_tokens}, {cfg.ppo_epochs} epochs, "
+            f"minibatch {cfg.minibatch_size}, random demo model")
+    rows = [row("ppo_iteration_s", f"5. PPO iteration seconds ({what})", total, "s", None,
+                f"mean response {statistics.mean(lengths):.0f} tokens", **{f"{n}_s": phases[n] for n in phases})]
+    notes = {"sampling": "generate()", "scoring": "decode + score_texts()",
+             "evaluating": "evaluate_rollout(): policy+ref fwd, GAE", "learning": "ppo_update(): fwd+bwd+AdamW"}
+    for name in phases:
+        rows.append(row(f"ppo_share_{name}", f"5.   share: {name}", med[name] / total, "frac", None,
+                        f"{med[name]:.2f} s, {notes[name]}"))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Row 6: the program executor
+# ----------------------------------------------------------------------------------------------------------
+
+
+def bench_programs(s: dict) -> list[dict]:
+    """Median microseconds per P-CoT program, the way program.py's own __main__ measures them: the first
+    call parses + checks + runs, a second call of the same source hits the parse cache and only runs."""
+    if not SVAMP_PROGRAMS.is_file():
+        return []
+    from reft_mini import program
+    records = json.loads(SVAMP_PROGRAMS.read_text())[:s["prog_limit"]]
+    sources = [r["answer_cot"] for r in records]
+    for src in sources[:50]:                                   # warm-up (imports, first-call paths)
+        program.run_program(src)
+    cold, warm = [], []
+    for _ in range(s["prog_reps"]):
+        program._parse_and_check.cache_clear()                 # every pass starts without parsed trees
+        for src in sources:
+            t0 = time.perf_counter()
+            program.run_program(src)
+            t1 = time.perf_counter()
+            program.run_program(src)
+            t2 = time.perf_counter()
+            cold.append((t1 - t0) * 1e6)
+            warm.append((t2 - t1) * 1e6)
+    where = f"{len(sources)} SVAMP programs x {s['prog_reps']} passes"
+    return [row("program_us_cold", f"6. program executor, parse+check+run, median us/program ({where})",
+                statistics.median(cold), "us", None, f"p90 {sorted(cold)[int(0.9 * len(cold))]:.0f} us"),
+            row("program_us_cached", f"6. program executor, run with cached parse, median us/program",
+                statistics.median(warm), "us", None, f"p90 {sorted(warm)[int(0.9 * len(warm))]:.0f} us")]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Table, JSON, command line
+# ----------------------------------------------------------------------------------------------------------
+
+
+def row(key: str, label: str, value: float, unit: str, target: tuple[str, float] | None, detail: str = "",
+        **extra) -> dict:
+    """One result: value, its target (op, threshold) or None, and whether it is met (None: no target)."""
+    met = None
+    if target is not None:
+        op, thr = target
+        met = bool(value <= thr) if op == "<=" else bool(value >= thr)
+    return {"id": key, "label": label, "value": float(value), "unit": unit,
+            "target": None if target is None else f"{target[0]} {target[1]:g}", "met": met, "detail": detail,
+            "extra": extra}
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "x":
+        return f"{value:.3f}x"
+    if unit == "frac":
+        return f"{100 * value:.1f}%"
+    if unit == "s":
+        return f"{value:.2f} s"
+    if unit == "us":
+        return f"{value:.0f} us"
+    return f"{value:.4g}"
+
+
+def _fmt_target(r: dict) -> str:
+    if r["target"] is None:
+        return "-"
+    op, thr = r["target"].split()
+    thr = float(thr)
+    return f"{op} {100 * thr:.0f}%" if r["unit"] == "frac" else f"{op} {thr:g}{r['unit']}"
+
+
+def print_table(rows: list[dict]) -> None:
+    w = max(len(r["label"]) for r in rows)
+    print(f"{'measurement':<{w}}  {'value':>10}  {'target':>8}  {'met?':>4}  detail")
+    print("-" * (w + 50))
+    for r in rows:
+        met = "-" if r["met"] is None else ("yes" if r["met"] else "NO")
+        print(f"{r['label']:<{w}}  {_fmt(r['value'], r['unit']):>10}  {_fmt_target(r):>8}  {met:>4}  {r['detail']}")
+
+
+def machine_info(threads: int) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": threads,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "compile_available": hasattr(torch, "compile")}
+    try:
+        import transformers
+        info["transformers"] = transformers.__version__
+    except ImportError:
+        info["transformers"] = None
+    return info
+
+
+SECTIONS = ("logprob", "kv", "hf", "ppo", "program")   # "hf" also measures row 4 (MFU)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reft_mini.bench", description=__doc__ or
+                                     "Performance table: fused log-prob, KV cache, vs transformers, MFU, PPO.")
+    parser.add_argument("--quick", action="store_true", help="small sizes (under a minute), for tests")
+    parser.add_argument("--out", default="runs/bench.json", help="where to write the JSON results")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--reps", type=int, default=None, help="timed repetitions per measurement")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    parser.add_argument("--_peak", default=None, help=argparse.SUPPRESS)   # internal: memory child
+    args = parser.parse_args(argv)
+    if args._peak is not None:
+        print(json.dumps(_peak_child(json.loads(args._peak))))
+        return 0
+
+    torch.set_num_threads(args.threads)
+    s = dict(QUICK if args.quick else FULL)
+    reps = args.reps or s["reps"]
+    only = set(args.only.split(","))
+    unknown = only - set(SECTIONS)
+    if unknown:
+        parser.error(f"--only: unknown section(s) {sorted(unknown)}; choose from {SECTIONS}")
+    start = time.perf_counter()
+    load_start = os.getloadavg()
+    rows: list[dict] = []
+
+    def section(name: str, fn: Callable[[], list[dict]]) -> None:
+        if name in only:
+            t0 = time.perf_counter()
+            new = fn()
+            rows.extend(new)
+            print(f"[bench] {name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+
+    section("logprob", lambda: [r for V, M in s["lp_sizes"] for ent in (True, False)
+                                for r in bench_logprob(V, M, ent, reps, args.threads)])
+    section("kv", lambda: bench_kv_cache(s, reps))
+    section("hf", lambda: bench_vs_transformers_and_mfu(s, reps))
+    section("ppo", lambda: bench_ppo(s, reps))
+    section("program", lambda: bench_programs(s))
+
+    seconds = time.perf_counter() - start
+    info = machine_info(args.threads)
+    info.update(loadavg_start=load_start, loadavg_end=os.getloadavg())
+    print_table(rows)
+    print(f"\n{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {args.threads} thread(s); "
+          f"load average {load_start[0]:.1f} at start, {info['loadavg_end'][0]:.1f} at end; "
+          f"{'quick' if args.quick else 'full'} run, {reps} reps (medians), {seconds:.0f} s")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": info, "quick": args.quick, "reps": reps, "settings": s,
+                               "seconds": seconds, "rows": rows}, indent=1))
+    print(f"wrote {out}")
+    return 0   # missed targets are reported in the table, never a failure
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
