@@ -55,7 +55,7 @@ class Config:
     max_train: int | None = None        # use only the first N training questions (None = all)
     # --- model
     model: str = "demo"                 # size preset: tiny | demo | small | gpt2 (see reft_mini/model.py)
-    init: str | None = None             # start from a GPT-2 folder (config.json + weights) or a .pt checkpoint
+    init: str = "auto"                  # auto (the shipped base model for sft, random for pretrain) | none | a .pt checkpoint | a GPT-2 folder
     tokenizer: str = "reft_mini"        # reft_mini (shipped, offline) or gpt2
     tokenizer_path: str | None = None   # local GPT-2 folder with vocab.json + merges.txt (for gpt2 offline)
     dropout: float = 0.0                # dropout in the GPT (0 for a from-scratch tiny model)
@@ -104,10 +104,21 @@ def make_optimizer(model: GPT, cfg: Config) -> torch.optim.AdamW:
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
 
 
+REPO = Path(__file__).resolve().parent
+BASE_MODEL = REPO / "data" / "base" / "base.pt"  # the shipped stage-0 model (README: "The base model")
+
+
 def build_model(cfg: Config, vocab_size: int) -> GPT:
-    if cfg.init is None:
+    """The starting point: ReFT fine-tunes a *pretrained* model; ours is the shipped stage-0 base."""
+    init = cfg.init
+    if init == "auto":
+        init = "none" if cfg.stage == "pretrain" else str(BASE_MODEL)
+        if init != "none" and not BASE_MODEL.is_file():
+            raise UserError(f"the base model {BASE_MODEL} is missing: regenerate it (README, 'The base model') "
+                            "or train from scratch with --init=none")
+    if init.lower() == "none":
         return GPT(config_from_preset(cfg.model, vocab_size=vocab_size, dropout=cfg.dropout))
-    init = Path(cfg.init)
+    init = Path(init)
     if init.is_dir():                                   # a Hugging Face GPT-2 folder
         model = GPT.from_pretrained(init)
     else:                                               # one of our own checkpoints (e.g. a base model)

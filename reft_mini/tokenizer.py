@@ -189,11 +189,15 @@ def default_corpus() -> list[str]:
 
 
 if __name__ == "__main__":
+    import argparse
+    ap = argparse.ArgumentParser(description="Train the reft_mini BPE on the synthetic training split.")
+    ap.add_argument("--out", default=str(REFT_MINI_FILE), help="where to write the .tiktoken file")
+    target = Path(ap.parse_args().out)
     corpus = default_corpus()
     ranks = train_bpe(corpus)
-    write_ranks(ranks, REFT_MINI_FILE)
-    enc = get_tokenizer("reft_mini")
+    write_ranks(ranks, target)
+    enc = get_tokenizer("reft_mini", target)
     n_chars = sum(len(t) for t in corpus)
     n_tok = sum(len(enc.encode_ordinary(t)) for t in corpus)
-    print(f"wrote {REFT_MINI_FILE} ({len(ranks)} ranks + EOT = {enc.n_vocab} tokens); "
+    print(f"wrote {target} ({len(ranks)} ranks + EOT = {enc.n_vocab} tokens); "
           f"{n_chars / n_tok:.2f} characters per token on the training corpus")
