@@ -129,3 +129,46 @@ def test_program_style_gets_the_papers_smaller_kl_coefficient():
     assert c.cot == "program" and c.kl_coef == 0.01
     c = train_ppo.resolve_defaults(train_ppo.Config(), {})
     assert c.cot == "nl" and c.kl_coef == 0.05 and c.dataset == "synthetic"
+
+
+def _whiten_worker(rank, world, port, x, mask, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    info = dist.DistInfo(rank=rank, world_size=world)
+    half = x.shape[0] // world
+    mine = slice(rank * half, (rank + 1) * half)
+    out[rank] = train_ppo.whiten_global(x[mine], mask[mine], info)
+    torch.distributed.destroy_process_group()
+
+
+def test_advantages_are_whitened_over_all_ranks_not_per_rank():
+    # Two gloo processes each hold half of the batch; whitening must use the global mean and variance,
+    # so the result equals whitening the whole batch in one process.
+    import torch.multiprocessing as mp
+    from reft_mini import ppo
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 5, generator=g) + torch.tensor([[0.0], [0.0], [3.0], [3.0]])  # ranks differ in mean
+    mask = torch.rand(4, 5, generator=g) > 0.3
+    manager = mp.Manager()
+    out = manager.dict()
+    mp.spawn(_whiten_worker, args=(2, 29541, x, mask, out), nprocs=2, join=True)
+    together = torch.cat([out[0], out[1]])
+    assert torch.allclose(together, ppo.masked_whiten(x, mask), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_train_ppo_runs_under_torchrun_with_two_processes(tmp_path):
+    env = {**os.environ, "REFT_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    warm = ["--model=tiny", "--init=none", "--max_train=64", "--batch_size=8", "--eval_questions=2",
+            "--max_new_tokens=8", "--progress=false", "--epochs=1", f"--out_dir={tmp_path / 'w'}"]
+    subprocess.run([sys.executable, "train_warmup.py", *warm], cwd=REPO, env=env, check=True, capture_output=True)
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29543",
+                        "train_ppo.py", f"--init={tmp_path / 'w' / 'latest.pt'}", "--questions_per_iter=4",
+                        "--samples_per_question=2", "--max_new_tokens=8", "--eval_questions=2", "--iters=3",
+                        "--value_warmup_iters=1", "--lr_warmup_iters=1", "--minutes=none", "--progress=false",
+                        f"--out_dir={tmp_path / 'p'}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = [json.loads(x) for x in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in rows if "pg_loss" in r] == [1, 2, 3]  # rank 0 logs once per iteration
+    ck = torch.load(tmp_path / "p" / "latest.pt", weights_only=True)
+    assert ck["iter"] == 3
