@@ -305,8 +305,8 @@ def main(cfg: Config) -> dict:
                 g["lr"] = lr_at(step, total_steps, cfg)
             loss_total = 0.0
             for a in range(cfg.grad_accum):
-                idx, targets, mask = (t.to(info.device) for t in data.collate(mine[a * micro:(a + 1) * micro],
-                                                                               enc.eot_token))
+                idx, targets, mask = (dist.to_device(t, info.device)
+                                      for t in data.collate(mine[a * micro:(a + 1) * micro], enc.eot_token))
                 with dist.autocast(info.device):
                     loss = sft_loss_sum(compiled, idx, targets, mask) / n_tokens
                 loss.backward()
