@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ from pathlib import Path
 import torch
 
 from reft_mini import data, dist, ppo, reward
-from reft_mini.checkpoint import (load_checkpoint, load_weights, model_from_checkpoint, rng_state,
+from reft_mini.checkpoint import (StopOnSignal, load_checkpoint, load_weights, model_from_checkpoint, rng_state,
                                   save_checkpoint, set_rng_state)
 from reft_mini.config import UserError, main_guard, parse_config
 from reft_mini.evaluation import greedy_accuracy
@@ -134,6 +133,14 @@ def whiten_global(x: torch.Tensor, mask: torch.Tensor, info: dist.DistInfo) -> t
     return torch.where(mask.bool(), (x - mean) * torch.rsqrt(var + 1e-8), torch.zeros_like(x))
 
 
+def make_optimizer(policy, cfg: Config) -> torch.optim.AdamW:
+    """AdamW with two groups: the backbone (group 0, lr warmed up by ppo_update) and the value head."""
+    head = list(policy.value_head.parameters())
+    backbone = [p for n, p in policy.named_parameters() if not n.startswith("value_head")]
+    return torch.optim.AdamW([{"params": backbone, "lr": cfg.lr}, {"params": head, "lr": cfg.value_lr}],
+                             weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+
+
 def score_texts(problems, texts, cfg: Config) -> torch.Tensor:
     """2. SCORE: 1 / partial / 0 from each completion's final answer (reward.py), shape (B,)."""
     return torch.tensor([reward.reward(data.answer_text(p.question, text, cfg.cot), p.answer, cfg.cot,
@@ -224,10 +231,7 @@ def main(cfg: Config) -> dict:
     reference = model_from_checkpoint(warm, cfg.init).to(info.device).eval()
     for p in reference.parameters():
         p.requires_grad_(False)
-    head = list(policy.value_head.parameters())
-    backbone = [p for n, p in policy.named_parameters() if not n.startswith("value_head")]
-    opt = torch.optim.AdamW([{"params": backbone, "lr": cfg.lr}, {"params": head, "lr": cfg.value_lr}],
-                            weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    opt = make_optimizer(policy, cfg)
     it, best_acc, history = 0, -1.0, []
     if cfg.resume:
         ck = load_checkpoint(out / "latest.pt", map_location=info.device)
@@ -262,11 +266,7 @@ def main(cfg: Config) -> dict:
         last_acc = evaluate()  # the warm-up checkpoint's own accuracy: the number PPO must beat
         print(f"held-out greedy accuracy of the warm-up checkpoint: {last_acc:.1%}")
 
-    stop = {"now": False}
-
-    def on_signal(signum, frame):
-        stop["now"] = True
-    old_int, old_term = signal.signal(signal.SIGINT, on_signal), signal.signal(signal.SIGTERM, on_signal)
+    stop = StopOnSignal()  # Ctrl-C / SIGTERM: finish the iteration, save latest.pt, then stop
     bar = None
     if cfg.progress and info.is_main:
         from tqdm import tqdm
@@ -274,7 +274,7 @@ def main(cfg: Config) -> dict:
     train_seconds = sum(h.get("seconds", 0.0) for h in history if "seconds" in h)
     q_per_rank = cfg.questions_per_iter // info.world_size
     def keep_going() -> bool:
-        go = it < cfg.iters and not stop["now"] and (cfg.minutes is None or train_seconds < 60 * cfg.minutes)
+        go = it < cfg.iters and not stop.now and (cfg.minutes is None or train_seconds < 60 * cfg.minutes)
         # Under DDP every rank must take the same decision (clocks differ), else one waits forever.
         return bool(dist.all_reduce_sum(torch.tensor(float(not go)), info) == 0) if info.enabled else go
 
@@ -331,18 +331,17 @@ def main(cfg: Config) -> dict:
                                 min=f"{train_seconds / 60:.1f}")
                 bar.update(1)
     finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
+        stop.restore()
         if bar is not None:
             bar.close()
-    if info.is_main and not stop["now"] and last_eval_it != it:
+    if info.is_main and not stop.now and last_eval_it != it:
         last_acc = evaluate()  # the final model's accuracy, whatever eval_every was
         if last_acc > best_acc:
             best_acc = last_acc
             save("best.pt", last_acc)
     save("latest.pt", last_acc)
     if info.is_main:
-        if stop["now"]:
+        if stop.now:
             print(f"interrupted at iteration {it}: saved {out / 'latest.pt'}; continue with --resume")
         plot_curves(out / "metrics.jsonl", out / "curves.png",
                     [("reward", ["score", "correct"]), ("held-out greedy accuracy", ["eval_acc"]),

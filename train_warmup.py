@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from pathlib import Path
 import torch
 
 from reft_mini import data, dist
-from reft_mini.checkpoint import (load_checkpoint, load_weights, model_from_checkpoint, rng_state,
+from reft_mini.checkpoint import (StopOnSignal, load_checkpoint, load_weights, model_from_checkpoint, rng_state,
                                   save_checkpoint, set_rng_state)
 from reft_mini.config import UserError, main_guard, parse_config
 from reft_mini.evaluation import greedy_accuracy
@@ -265,12 +264,7 @@ def main(cfg: Config) -> dict:
         log.log(step=step, epoch=round(epoch, 3), eval_loss=loss, eval_acc=acc)
         return acc
 
-    # Ctrl-C (SIGINT) or SIGTERM: finish the current step, save latest.pt, then stop.
-    stop = {"now": False}
-
-    def on_signal(signum, frame):
-        stop["now"] = True
-    old_int, old_term = signal.signal(signal.SIGINT, on_signal), signal.signal(signal.SIGTERM, on_signal)
+    stop = StopOnSignal()  # Ctrl-C / SIGTERM: finish the current step, save latest.pt, then stop
 
     bar = None
     if cfg.progress and info.is_main:
@@ -281,7 +275,7 @@ def main(cfg: Config) -> dict:
     tokens_seen, last_acc = 0, None
 
     def keep_going() -> bool:
-        go = (step < total_steps and not stop["now"] and (cfg.max_steps is None or step < cfg.max_steps)
+        go = (step < total_steps and not stop.now and (cfg.max_steps is None or step < cfg.max_steps)
               and (cfg.minutes is None or train_seconds < 60 * cfg.minutes))
         # Under DDP all ranks must stop together (their clocks and signals differ), else one waits forever.
         return bool(dist.all_reduce_sum(torch.tensor(float(not go)), info) == 0) if info.enabled else go
@@ -343,12 +337,11 @@ def main(cfg: Config) -> dict:
                                 tok_s=f"{tokens_seen * info.world_size / elapsed:,.0f}")
                 bar.update(1)
     finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
+        stop.restore()
         if bar is not None:
             bar.close()
     checkpoint("latest.pt", step / steps_per_epoch, last_acc)
-    if stop["now"] and info.is_main:
+    if stop.now and info.is_main:
         print(f"interrupted at step {step}: saved {out / 'latest.pt'}; continue with --resume")
     if info.is_main:
         plot_curves(out / "metrics.jsonl", out / "curves.png",

@@ -507,10 +507,7 @@ def bench_ppo(s: dict, reps: int) -> list[dict]:
     reference = copy.deepcopy(policy).eval()
     for p in reference.parameters():
         p.requires_grad_(False)
-    head = list(policy.value_head.parameters())
-    backbone = [p for n, p in policy.named_parameters() if not n.startswith("value_head")]
-    opt = torch.optim.AdamW([{"params": backbone, "lr": cfg.lr}, {"params": head, "lr": cfg.value_lr}],
-                            weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    opt = train_ppo.make_optimizer(policy, cfg)
     info = dist.DistInfo()
     it = cfg.value_warmup_iters + cfg.lr_warmup_iters        # steady state: policy and value both learn
     phases: dict[str, list[float]] = {"sampling": [], "scoring": [], "evaluating": [], "learning": []}

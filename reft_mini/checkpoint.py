@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 from pathlib import Path
 
 import torch
@@ -52,6 +53,25 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     except Exception as e:
         raise UserError(f"checkpoint {path} could not be read ({type(e).__name__}: {e}); "
                         "it may be from another program or truncated") from None
+
+
+class StopOnSignal:
+    """Turn Ctrl-C (SIGINT) and SIGTERM into a flag the training loop checks between steps.
+
+    The loop then finishes the step it is in and writes its checkpoint, instead of dying half way
+    through an optimizer step. `restore()` puts the previous handlers back.
+    """
+
+    def __init__(self):
+        self.now = False
+        self._old = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, signum, frame):
+        self.now = True
+
+    def restore(self) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
 
 
 def rng_state() -> dict:

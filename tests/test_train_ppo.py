@@ -74,9 +74,7 @@ def test_ppo_raises_a_toy_reward_from_chance_to_above_ninety_percent():
     torch.manual_seed(0)
     policy, reference = tiny_policy(1), tiny_policy(1)
     c = cfg(lr=1e-2, kl_coef=0.0, minibatch_size=32, value_lr=1e-2)
-    opt = torch.optim.AdamW([{"params": [p for n, p in policy.named_parameters() if not n.startswith("value_head")],
-                              "lr": c.lr}, {"params": policy.value_head.parameters(), "lr": c.value_lr}],
-                            weight_decay=0.0)
+    opt = train_ppo.make_optimizer(policy, c)
     prompts = [[1, 2, 3]] * 32
     means = []
     for it in range(60):
