@@ -85,13 +85,13 @@ class Config:
     value_lr: float = 1e-3              # learning rate of the value head alone
     weight_decay: float = 0.0           # AdamW weight decay (the paper: 0)
     grad_clip: float = 1.0              # global gradient-norm clip (the paper: 1.0)
-    value_warmup_iters: int = 8         # first iterations train only the value head (backbone detached)
-    lr_warmup_iters: int = 8            # then the policy lr ramps up linearly over this many iterations
+    value_warmup_iters: int = 5         # first iterations train only the value head (backbone detached)
+    lr_warmup_iters: int = 5            # then the policy lr ramps up linearly over this many iterations
     # --- loop, evaluation, output
     iters: int = 100000                 # stop after this many iterations ...
     minutes: float | None = 5.0         # ... or after this many minutes of training (evaluation excluded)
     eval_every: int = 10                # iterations between held-out greedy evaluations
-    eval_questions: int = 500           # held-out questions per evaluation
+    eval_questions: int = 300           # held-out questions per evaluation
     out_dir: str = "runs/ppo"           # latest.pt, best.pt, metrics.jsonl, curves.png
     resume: bool = False                # continue from out_dir/latest.pt
     seed: int = 1337                    # seeds question order and sampling

@@ -48,7 +48,7 @@ class Config:
     # --- data
     dataset: str = "synthetic"          # synthetic | gsm8k | svamp | mathqa | reft (ReFT's JSON files)
     data_path: str | None = None        # local file/folder for a real data set (works offline)
-    cot: str = "nl"                     # chain-of-thought style: nl (N-CoT) or program (P-CoT)
+    cot: str = "program"                # chain-of-thought style: program (P-CoT, the default demo) or nl (N-CoT)
     train_split: str = "train"          # split to train on
     eval_split: str = "test"            # held-out split for loss and greedy accuracy
     max_train: int | None = None        # use only the first N training questions (None = all)
@@ -59,7 +59,7 @@ class Config:
     tokenizer_path: str | None = None   # local GPT-2 folder with vocab.json + merges.txt (for gpt2 offline)
     dropout: float = 0.0                # dropout in the GPT (0 for a from-scratch tiny model)
     # --- optimisation
-    epochs: int = 6                     # passes over the training set (the paper's warm-up: 2 of 40)
+    epochs: int = 2                     # passes over the training set (the paper's warm-up: 2 of 40)
     batch_size: int = 32                # questions per optimizer step, over all ranks and accumulation
     grad_accum: int = 1                 # micro-batches per step (same result, less memory)
     lr: float = 2e-3                    # peak learning rate (the paper: 1e-5 for 7B models)
