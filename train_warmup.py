@@ -340,6 +340,9 @@ def main(cfg: Config) -> dict:
         stop.restore()
         if bar is not None:
             bar.close()
+    if (info.is_main and not stop.now and cfg.max_steps is None and step > 0
+            and (not history or history[-1]["step"] != step)):
+        last_acc = evaluate(step / steps_per_epoch)  # stopped by --minutes between evaluations
     checkpoint("latest.pt", step / steps_per_epoch, last_acc)
     if stop.now and info.is_main:
         print(f"interrupted at step {step}: saved {out / 'latest.pt'}; continue with --resume")
