@@ -92,7 +92,7 @@ def test_ppo_raises_a_toy_reward_from_chance_to_above_ninety_percent():
 @pytest.mark.slow
 def test_train_ppo_runs_end_to_end_and_resumes_exactly(tmp_path):
     env = {**os.environ, "REFT_MINI_COMPILE": "0", "REFT_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    warm = ["--model=tiny", "--init=none", "--max_train=64", "--batch_size=8", "--eval_questions=4", "--max_new_tokens=8",
+    warm = ["--model=tiny", "--init=none", "--cot=nl", "--max_train=64", "--batch_size=8", "--eval_questions=4", "--max_new_tokens=8",
             "--progress=false", "--epochs=1", f"--out_dir={tmp_path / 'w'}"]
     subprocess.run([sys.executable, "train_warmup.py", *warm], cwd=REPO, env=env, check=True, capture_output=True)
     common = [f"--init={tmp_path / 'w' / 'latest.pt'}", "--questions_per_iter=4", "--samples_per_question=2",
@@ -157,7 +157,7 @@ def test_advantages_are_whitened_over_all_ranks_not_per_rank():
 @pytest.mark.slow
 def test_train_ppo_runs_under_torchrun_with_two_processes(tmp_path):
     env = {**os.environ, "REFT_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    warm = ["--model=tiny", "--init=none", "--max_train=64", "--batch_size=8", "--eval_questions=2",
+    warm = ["--model=tiny", "--init=none", "--cot=nl", "--max_train=64", "--batch_size=8", "--eval_questions=2",
             "--max_new_tokens=8", "--progress=false", "--epochs=1", f"--out_dir={tmp_path / 'w'}"]
     subprocess.run([sys.executable, "train_warmup.py", *warm], cwd=REPO, env=env, check=True, capture_output=True)
     p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29543",

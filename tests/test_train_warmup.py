@@ -11,7 +11,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--model=tiny", "--init=none", "--max_train=96", "--batch_size=8", "--eval_questions=4", "--max_new_tokens=8",
+TINY = ["--model=tiny", "--init=none", "--cot=nl", "--max_train=96", "--batch_size=8", "--eval_questions=4", "--max_new_tokens=8",
         "--eval_every=1000", "--progress=false", "--epochs=2"]
 
 
@@ -44,7 +44,7 @@ def test_resumed_run_continues_with_exactly_the_losses_of_an_uninterrupted_one(t
 
 @pytest.mark.slow
 def test_an_epoch_writes_its_own_checkpoint_and_a_best_one(tmp_path):
-    run(["--model=tiny", "--init=none", "--max_train=32", "--batch_size=16", "--eval_questions=2", "--max_new_tokens=4",
+    run(["--model=tiny", "--init=none", "--cot=nl", "--max_train=32", "--batch_size=16", "--eval_questions=2", "--max_new_tokens=4",
          "--progress=false", "--epochs=2", f"--out_dir={tmp_path}"])
     names = sorted(p.name for p in tmp_path.glob("*.pt"))
     assert names == ["best.pt", "epoch1.pt", "epoch2.pt", "latest.pt"]
