@@ -358,4 +358,7 @@ def main(cfg: Config) -> dict:
 
 if __name__ == "__main__":
     torch.set_num_threads(int(os.environ.get("REFT_THREADS", torch.get_num_threads())))
-    main_guard(lambda: main(parse_config(Config, prog="train_warmup.py")))
+    try:
+        main_guard(lambda: main(parse_config(Config, prog="train_warmup.py")))
+    finally:
+        dist.teardown(wait_for_peers=False)  # no-op after a normal end; closes gloo cleanly after an error

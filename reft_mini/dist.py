@@ -61,8 +61,15 @@ def setup(device: str = "auto") -> DistInfo:
     return DistInfo(rank, world, local, dev)
 
 
-def teardown() -> None:
+def teardown(wait_for_peers: bool = True) -> None:
+    """Leave the process group, together. Rank 0 usually still evaluates, saves and plots when the
+    others reach the end; the barrier makes every rank wait until all are done before the connections
+    close. On the error path (wait_for_peers=False) we only destroy the group: a peer may be stuck in
+    another collective, and a process that exits with gloo's threads still alive dies with SIGABRT
+    ("terminate called without an active exception") instead of showing its Python error."""
     if dist.is_available() and dist.is_initialized():
+        if wait_for_peers:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -165,7 +165,7 @@ def test_train_ppo_runs_under_torchrun_with_two_processes(tmp_path):
                         "--samples_per_question=2", "--max_new_tokens=8", "--eval_questions=2", "--iters=3",
                         "--value_warmup_iters=1", "--lr_warmup_iters=1", "--minutes=none", "--progress=false",
                         f"--out_dir={tmp_path / 'p'}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.returncode == 0, p.stderr[:4000] + '\n...\n' + p.stderr[-2000:]
     rows = [json.loads(x) for x in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in rows if "pg_loss" in r] == [1, 2, 3]  # rank 0 logs once per iteration
     ck = torch.load(tmp_path / "p" / "latest.pt", weights_only=True)
