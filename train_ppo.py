@@ -160,7 +160,7 @@ def evaluate_rollout(policy, reference, s, scores: torch.Tensor, cfg: Config, in
     scores = scores.to(resp.device)
     policy.eval()  # ReFT runs PPO's forward passes in eval mode (no dropout): ratios stay exact
     h = response_states(policy, seq, seq_mask, P)                       # (B,N,C)
-    logp_old, _ = token_logprobs(h, policy.lm_weight(), resp, cfg.temperature)   # (B,N)
+    logp_old, entropy = token_logprobs(h, policy.lm_weight(), resp, cfg.temperature, with_entropy=True)  # (B,N)
     values_old = policy.values(h)                                       # (B,N)
     h_ref = response_states(reference, seq, seq_mask, P)
     logp_ref, _ = token_logprobs(h_ref, reference.lm_weight(), resp, cfg.temperature)
@@ -168,8 +168,10 @@ def evaluate_rollout(policy, reference, s, scores: torch.Tensor, cfg: Config, in
     rewards, kl = ppo.kl_shaped_rewards(scores, logp_old, logp_ref, rmask, cfg.kl_coef)
     advantages, returns = ppo.gae(rewards, values_old, rmask, cfg.gamma, cfg.lam)
     advantages = whiten_global(advantages, rmask, info)                # over all ranks' samples
+    # h is kept: during the value warm-up the backbone is frozen, so these states are all the head needs.
     return dict(seq=seq, seq_mask=seq_mask, P=P, resp=resp, rmask=rmask, scores=scores, logp_old=logp_old,
-                values_old=values_old, kl=kl, advantages=advantages, returns=returns, ended=s.ended)
+                values_old=values_old, kl=kl, advantages=advantages, returns=returns, ended=s.ended,
+                h=h, entropy=entropy)
 
 
 def ppo_update(policy, opt, r: dict, cfg: Config, info: dist.DistInfo, it: int) -> list[dict]:
@@ -185,11 +187,16 @@ def ppo_update(policy, opt, r: dict, cfg: Config, info: dist.DistInfo, it: int) 
         for i in range(0, B, mb):
             j = perm[i:i + mb].to(r["resp"].device)
             rmask = r["rmask"][j]
-            h = response_states(policy, r["seq"][j], r["seq_mask"][j], r["P"])
-            logp, entropy = token_logprobs(h, policy.lm_weight(), r["resp"][j], cfg.temperature, with_entropy=True)
-            # During the value warm-up the critic learns on top of a detached backbone, so its early,
-            # large errors cannot move the policy's weights.
-            values = policy.values(h.detach() if value_only else h)
+            if value_only:
+                # Value warm-up: the critic learns on top of a frozen backbone, so its early, large errors
+                # cannot move the policy's weights. The backbone's states are those of the rollout pass:
+                # no forward pass here, which makes these iterations cost little more than sampling.
+                logp, entropy, h = r["logp_old"][j], r["entropy"][j], r["h"][j]
+            else:
+                h = response_states(policy, r["seq"][j], r["seq_mask"][j], r["P"])
+                logp, entropy = token_logprobs(h, policy.lm_weight(), r["resp"][j], cfg.temperature,
+                                               with_entropy=True)
+            values = policy.values(h)
             pg_loss, pg_stats = ppo.policy_loss(logp, r["logp_old"][j], r["advantages"][j], rmask, cfg.clip)
             vf_loss, vf_stats = ppo.value_loss(values, r["values_old"][j], r["returns"][j], rmask, cfg.vf_clip)
             loss = vf_loss if value_only else pg_loss + cfg.vf_coef * vf_loss
