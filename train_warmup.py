@@ -323,7 +323,11 @@ def main(cfg: Config) -> dict:
             log.log(step=step, epoch=round(step / steps_per_epoch, 3), loss=loss_total, lr=opt.param_groups[0]["lr"],
                     grad_norm=gnorm)
             end_of_epoch = step % steps_per_epoch == 0
-            if info.is_main and (step % cfg.eval_every == 0 or end_of_epoch or step == total_steps):
+            # Evaluate every eval_every steps and at each epoch's end, but skip a periodic evaluation
+            # that would come right after an epoch-end one (e.g. steps 93 and 100): it tells nothing new.
+            since = step - (history[-1]["step"] if history else 0)
+            periodic = step % cfg.eval_every == 0 and since >= cfg.eval_every // 2
+            if info.is_main and (periodic or end_of_epoch or step == total_steps):
                 last_acc = evaluate(step / steps_per_epoch)
             if end_of_epoch and info.is_main:
                 ep = step // steps_per_epoch
