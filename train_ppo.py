@@ -11,7 +11,7 @@ answer is right. One iteration, as this file does it from top to bottom:
   3. EVALUATE  one no-grad forward of the policy and of the frozen reference (the warm-up model):
                log pi_old(a_t), log pi_ref(a_t), values V(s_t) for every response token
   4. SHAPE     per-token reward r_t = -beta * (log pi_old - log pi_ref), plus the score on the last
-               token; GAE (gamma 1, lambda 0.95) -> advantages and returns; whiten the advantages
+               token; GAE (gamma 1, lambda 1.0; the paper 0.95) -> advantages and returns; whiten
                                                                                     [reft_mini/ppo.py]
   5. LEARN     ppo_epochs passes over the batch in minibatches: clipped surrogate policy loss +
                vf_coef * clipped value loss, AdamW step with gradient clipping
@@ -21,6 +21,14 @@ RL, as in ReFT). A fresh head predicts garbage, and its large loss flowing into 
 would damage the policy in the first iterations; so the first `value_warmup_iters` iterations train
 the value head alone (backbone detached) and the policy's learning rate then ramps up over
 `lr_warmup_iters` iterations. (Without this, held-out accuracy dropped in the first iterations.)
+
+GAE's lambda is 1.0 here, not the paper's 0.95. With lambda < 1 the advantage of a token far from the
+end of the answer is built mostly from the value head's *differences* V(s_t+1) - V(s_t); the final
+reward reaches it only through 0.95^k, which is 0.006 for a token 100 positions before the end. A 7B
+critic makes those differences meaningful; our small head explains little of the variance, so with
+0.95 the early tokens, where an answer's fate is usually decided, got mostly noise. Measured on 16
+fixed training questions x 8 samples: lambda 0.95 left the share of correct samples flat (29% -> 27%
+after 10 iterations) while lambda 1.0 raised it (29% -> 44%) (README, "When does ReFT beat SFT?").
 
     python train_ppo.py                          # from runs/warmup/latest.pt, offline default
     python train_ppo.py --cot=program --init=runs/warmup_program/latest.pt
@@ -77,7 +85,7 @@ class Config:
     ppo_epochs: int = 2                 # passes over each rollout batch (the paper: 2)
     minibatch_size: int = 64            # responses per gradient step
     gamma: float = 1.0                  # discount (the paper: 1.0)
-    lam: float = 0.95                   # GAE lambda (the paper: 0.95)
+    lam: float = 1.0                    # GAE lambda (the paper: 0.95; why 1.0 here: top of this file)
     clip: float = 0.2                   # policy ratio clip (the paper: 0.2)
     vf_clip: float = 0.2                # value clip (the paper: 0.2)
     vf_coef: float = 0.5                # value-loss weight (the paper: 5; see README for why 0.5 here)
