@@ -82,14 +82,14 @@ class Config:
     unfinished_score: float | None = None  # score of a response that hit max_new_tokens (None: score its text)
     kl_coef: float | None = None        # beta of the per-token KL penalty (None: 0.05 N-CoT / 0.01 P-CoT)
     # --- PPO
-    ppo_epochs: int = 2                 # passes over each rollout batch (the paper: 2)
+    ppo_epochs: int = 1                 # passes over each rollout batch (the paper: 2; README says why 1)
     minibatch_size: int = 64            # responses per gradient step
     gamma: float = 1.0                  # discount (the paper: 1.0)
     lam: float = 1.0                    # GAE lambda (the paper: 0.95; why 1.0 here: top of this file)
     clip: float = 0.2                   # policy ratio clip (the paper: 0.2)
     vf_clip: float = 0.2                # value clip (the paper: 0.2)
     vf_coef: float = 0.5                # value-loss weight (the paper: 5; see README for why 0.5 here)
-    lr: float = 5e-5                    # policy learning rate (the paper: 3e-7 for 7B models)
+    lr: float = 1e-4                    # policy learning rate (the paper: 3e-7 for 7B models)
     value_lr: float = 1e-3              # learning rate of the value head alone
     weight_decay: float = 0.0           # AdamW weight decay (the paper: 0)
     grad_clip: float = 1.0              # global gradient-norm clip (the paper: 1.0)
