@@ -50,7 +50,7 @@ import torch
 from reft_mini import data, dist, ppo, reward
 from reft_mini.checkpoint import (StopOnSignal, load_checkpoint, load_weights, model_from_checkpoint, rng_state,
                                   save_checkpoint, set_rng_state)
-from reft_mini.config import UserError, main_guard, parse_config
+from reft_mini.config import UserError, parse_config
 from reft_mini.evaluation import greedy_accuracy
 from reft_mini.kernels import token_logprobs
 from reft_mini.metrics import MetricsLog, plot_curves, truncate_after
@@ -370,7 +370,4 @@ def main(cfg: Config) -> dict:
 
 if __name__ == "__main__":
     torch.set_num_threads(int(os.environ.get("REFT_THREADS", torch.get_num_threads())))
-    try:
-        main_guard(lambda: main(parse_config(Config, prog="train_ppo.py")))
-    finally:
-        dist.teardown(wait_for_peers=False)  # no-op after a normal end; closes gloo cleanly after an error
+    dist.run_script(lambda: main(parse_config(Config, prog="train_ppo.py")))  # torchrun-safe exit: see dist.py

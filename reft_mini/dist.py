@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+import traceback
+from typing import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from reft_mini.config import UserError
+from reft_mini.config import UserError, main_guard
 
 
 @dataclass
@@ -61,16 +64,37 @@ def setup(device: str = "auto") -> DistInfo:
     return DistInfo(rank, world, local, dev)
 
 
-def teardown(wait_for_peers: bool = True) -> None:
-    """Leave the process group, together. Rank 0 usually still evaluates, saves and plots when the
-    others reach the end; the barrier makes every rank wait until all are done before the connections
-    close. On the error path (wait_for_peers=False) we only destroy the group: a peer may be stuck in
-    another collective, and a process that exits with gloo's threads still alive dies with SIGABRT
-    ("terminate called without an active exception") instead of showing its Python error."""
+def teardown() -> None:
+    """Wait for every rank at the end of a run: rank 0 usually still evaluates, saves and plots when
+    the others get here, and no rank may leave while a peer could still talk to it."""
     if dist.is_available() and dist.is_initialized():
-        if wait_for_peers:
-            dist.barrier()
-        dist.destroy_process_group()
+        dist.barrier()
+
+
+def run_script(main: Callable[[], object]) -> None:
+    """Run a script's main(): alone, as usual; under torchrun, then leave at once with os._exit.
+
+    Why: at interpreter exit, gloo's C++ worker threads can be destroyed in an order that aborts the
+    process ("terminate called without an active exception", SIGABRT) although all work is done and
+    saved; it happened at random in CI, on the rank that was not saving. After teardown()'s barrier
+    there is nothing left to do, so a rank skips Python's finalisation: flush stdout/stderr, exit with
+    the script's status (a Python error prints its traceback first and exits 1). Every file the
+    scripts write is closed when written (atomic checkpoints, one open() per metrics line).
+    """
+    if "RANK" not in os.environ:
+        main_guard(main)
+        return
+    code = 0
+    try:
+        main_guard(main)
+    except SystemExit as e:                  # main_guard's exit 2 for a UserError, or --help's exit 0
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:                     # noqa: BLE001 - any error: show it, then leave
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def all_reduce_mean(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
