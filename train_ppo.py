@@ -8,8 +8,8 @@ answer is right. One iteration, as this file does it from top to bottom:
                (temperature 1.0) -> response tokens and masks                     [reft_mini/sampling.py]
   2. SCORE     extract each answer (N-CoT: after "####"; P-CoT: run the program safely) and compare it
                to the gold answer: 1 right, 0.1 wrong-but-extracted, 0 nothing    [reft_mini/reward.py]
-  3. EVALUATE  one no-grad forward of the policy and of the frozen reference (the warm-up model):
-               log pi_old(a_t), log pi_ref(a_t), values V(s_t) for every response token
+  3. EVALUATE  log pi_old(a_t) and values V(s_t) from the states the sampler already computed, and
+               log pi_ref(a_t) from one no-grad forward of the frozen reference (the warm-up model)
   4. SHAPE     per-token reward r_t = -beta * (log pi_old - log pi_ref), plus the score on the last
                token; GAE (gamma 1, lambda 1.0; the paper 0.95) -> advantages and returns; whiten
                                                                                     [reft_mini/ppo.py]
@@ -121,13 +121,18 @@ def resolve_defaults(cfg: Config, warm_cfg: dict) -> Config:
     return cfg
 
 
-def response_states(model, samples_seq, seq_mask, P: int):
-    """Hidden states that *predict* each response token: (B,N,C) = positions P-1 .. P+N-2.
+def response_states(model, packed: torch.Tensor, index: torch.Tensor, rmask: torch.Tensor) -> torch.Tensor:
+    """Hidden states that *predict* each response token, (B,N,C).
 
-    The state before token t of the response is the last prompt token (t=0) or response token t-1.
+    packed: (B,P+N) prompt + response with all padding at the end of each row (Samples.packed), so the
+    forward needs no attention mask and takes the fused causal-attention path; index: (B,N) positions of
+    those states (the last prompt token predicts response token 0, response token t-1 predicts t);
+    rmask: (B,N) real response tokens. Columns after the last state any real token needs are cut off
+    before the forward (causal attention: nothing earlier depends on them); pad tokens' states are junk.
     """
-    h = model(samples_seq, attention_mask=seq_mask)          # (B,P+N,C)
-    return h[:, P - 1:-1]
+    L = int(index[rmask].max()) + 1 if rmask.any() else 1
+    h = model(packed[:, :L])                                            # (B,L,C)
+    return h.gather(1, index.clamp(max=L - 1)[..., None].expand(-1, -1, h.shape[-1]))
 
 
 def whiten_global(x: torch.Tensor, mask: torch.Tensor, info: dist.DistInfo) -> torch.Tensor:
@@ -157,27 +162,32 @@ def score_texts(problems, texts, cfg: Config) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_rollout(policy, reference, s, scores: torch.Tensor, cfg: Config, info: dist.DistInfo) -> dict:
-    """3. + 4. One no-grad pass over the rollout, then KL-shaped rewards, GAE and whitening.
+    """3. + 4. Old log-probs and values, the reference's log-probs, KL-shaped rewards, GAE, whitening.
 
     Returns the rollout as a dict of tensors; every per-token tensor is response-aligned, (B,N).
     """
-    seq, seq_mask = s.sequences()                                      # (B,P+N)
-    P, resp, rmask = s.prompt.shape[1], s.response, s.response_mask     # resp, rmask: (B,N)
+    seq, index = s.packed()                                             # (B,P+N), (B,N)
+    resp, rmask = s.response, s.response_mask                           # (B,N)
     if cfg.unfinished_score is not None:                                # responses cut by the length limit
         scores = torch.where(s.ended.cpu(), scores, torch.full_like(scores, cfg.unfinished_score))
     scores = scores.to(resp.device)
-    policy.eval()  # ReFT runs PPO's forward passes in eval mode (no dropout): ratios stay exact
-    h = response_states(policy, seq, seq_mask, P)                       # (B,N,C)
+    # ReFT runs PPO's forward passes in eval mode (no dropout): the ratios stay exact.
+    policy.eval()
+    # The policy's side needs no forward pass of its own: the sampler ran this very model (in eval mode,
+    # fp32) and kept the state that predicted each token, s.hidden. log pi_old and V_old computed from
+    # those states equal a fresh forward's within 1e-5 (tests/test_train_ppo.py), so the first PPO
+    # ratio is 1. (Systems that sample with a separate inference engine must recompute them.)
+    h = s.hidden                                                        # (B,N,C)
     logp_old, entropy = token_logprobs(h, policy.lm_weight(), resp, cfg.temperature, with_entropy=True)  # (B,N)
     values_old = policy.values(h)                                       # (B,N)
-    h_ref = response_states(reference, seq, seq_mask, P)
+    h_ref = response_states(reference, seq, index, rmask)
     logp_ref, _ = token_logprobs(h_ref, reference.lm_weight(), resp, cfg.temperature)
     # r_t = -beta * (log pi_old - log pi_ref) on every token, + the score on the last one
     rewards, kl = ppo.kl_shaped_rewards(scores, logp_old, logp_ref, rmask, cfg.kl_coef)
     advantages, returns = ppo.gae(rewards, values_old, rmask, cfg.gamma, cfg.lam)
     advantages = whiten_global(advantages, rmask, info)                # over all ranks' samples
     # h is kept: during the value warm-up the backbone is frozen, so these states are all the head needs.
-    return dict(seq=seq, seq_mask=seq_mask, P=P, resp=resp, rmask=rmask, scores=scores, logp_old=logp_old,
+    return dict(seq=seq, index=index, resp=resp, rmask=rmask, scores=scores, logp_old=logp_old,
                 values_old=values_old, kl=kl, advantages=advantages, returns=returns, ended=s.ended,
                 h=h, entropy=entropy)
 
@@ -201,7 +211,7 @@ def ppo_update(policy, opt, r: dict, cfg: Config, info: dist.DistInfo, it: int) 
                 # no forward pass here, which makes these iterations cost little more than sampling.
                 logp, entropy, h = r["logp_old"][j], r["entropy"][j], r["h"][j]
             else:
-                h = response_states(policy, r["seq"][j], r["seq_mask"][j], r["P"])
+                h = response_states(policy, r["seq"][j], r["index"][j], rmask)
                 logp, entropy = token_logprobs(h, policy.lm_weight(), r["resp"][j], cfg.temperature,
                                                with_entropy=True)
             values = policy.values(h)

@@ -522,7 +522,7 @@ def bench_ppo(s: dict, reps: int) -> list[dict]:
                  for r, mr in zip(smp.response.tolist(), smp.response_mask.tolist())]
         scores = train_ppo.score_texts(batch, texts, cfg)
         t2 = time.perf_counter()
-        r = train_ppo.evaluate_rollout(policy, reference, smp, scores, cfg, info)   # no-grad forwards, GAE
+        r = train_ppo.evaluate_rollout(policy, reference, smp, scores, cfg, info)   # reference fwd, GAE
         t3 = time.perf_counter()
         train_ppo.ppo_update(policy, opt, r, cfg, info, it)                         # ppo_epochs x minibatches
         t4 = time.perf_counter()
@@ -541,7 +541,7 @@ def bench_ppo(s: dict, reps: int) -> list[dict]:
     rows = [row("ppo_iteration_s", f"5. PPO iteration seconds ({what})", total, "s", None,
                 f"mean response {statistics.mean(lengths):.0f} tokens", **{f"{n}_s": phases[n] for n in phases})]
     notes = {"sampling": "generate()", "scoring": "decode + score_texts()",
-             "evaluating": "evaluate_rollout(): policy+ref fwd, GAE", "learning": "ppo_update(): fwd+bwd+AdamW"}
+             "evaluating": "evaluate_rollout(): reference fwd, GAE", "learning": "ppo_update(): fwd+bwd+AdamW"}
     for name in phases:
         rows.append(row(f"ppo_share_{name}", f"5.   share: {name}", med[name] / total, "frac", None,
                         f"{med[name]:.2f} s, {notes[name]}"))

@@ -31,10 +31,32 @@ class Samples:
     response_mask: torch.Tensor  # (B,N) bool, True on generated tokens, including the EOT that ended it
     logprobs: torch.Tensor       # (B,N) float32, log p(token) under softmax(logits/temperature); 0 on pads
     ended: torch.Tensor          # (B,) bool, True when the row emitted EOT before max_new_tokens
+    hidden: torch.Tensor | None = None  # (B,N,C) final hidden state that *predicted* each response token
 
     def sequences(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt and response side by side, (B,P+N), with the matching attention mask."""
         return torch.cat([self.prompt, self.response], 1), torch.cat([self.prompt_mask, self.response_mask], 1)
+
+    def packed(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same tokens with every row's padding moved to its end: (B,P+N) ids, (B,N) state index.
+
+            sequences(): [pad pad q1 q2 | a1 a2 EOT pad]      packed(): [q1 q2 a1 a2 EOT pad pad pad]
+
+        With no padding before or between real tokens, a plain causal forward (no attention mask,
+        positions 0,1,2,...) computes exactly what the masked forward computes for every real token,
+        and it takes PyTorch's fused causal-attention path, which is faster (forward and backward)
+        than attention with an explicit (B,1,T,S) mask. Trailing pads only see what comes before them
+        and no real token sees them. index[b, t] is the position whose state predicts response token t
+        (the last prompt token for t = 0): gather the states there.
+        """
+        B, P = self.prompt.shape
+        N = self.response.shape[1]
+        lens = self.prompt_mask.sum(1)                                      # (B,) real prompt tokens
+        seq = torch.cat([self.prompt, self.response], 1)                    # (B,P+N)
+        # Row b starts at column P - lens[b]; rotating it left by that much brings the pads to the end.
+        cols = (torch.arange(P + N, device=seq.device)[None] + (P - lens)[:, None]) % (P + N)
+        index = lens[:, None] - 1 + torch.arange(N, device=seq.device)[None]  # (B,N)
+        return seq.gather(1, cols), index
 
 
 def left_pad(prompts: list[list[int]], pad_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,8 +93,11 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
 @torch.no_grad()
 def generate(model, prompts: list[list[int]], max_new_tokens: int, eot_id: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None,
-             generator: torch.Generator | None = None) -> Samples:
+             generator: torch.Generator | None = None, drop_finished: bool = True) -> Samples:
     """Sample continuations of `prompts` until EOT or `max_new_tokens`.
+
+    drop_finished=False keeps finished rows in the batch to the end (slower, same numbers: for the
+    benchmark and the tests).
 
     temperature 0 means greedy decoding; its log-probs are then reported at temperature 1.
     The log-probs are those of the *temperature-scaled full* distribution, which is what PPO's ratio
@@ -98,9 +123,15 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, eot_id: int, 
     next_pos = prompt_mask.sum(1)                                          # (B,) position of the next token
 
     h = model(prompt, attention_mask=mask[:, :P], kv_cache=cache)[:, -1]   # (B,C) state after the prompt
+    hidden = h.new_zeros((B, max_new_tokens, h.shape[-1]))                 # PPO reuses these states
+    # The cache holds A <= B rows: `rows` (A,) says which batch row each one is, `alive` (A,) which of
+    # them still write. Finished rows are dropped from the cache now and then (below).
+    rows = torch.arange(B, device=device)
+    alive = torch.ones(B, dtype=torch.bool, device=device)
     n = 0
     for n in range(max_new_tokens):
-        logits = model.logits(h).float()                                   # (B,V)
+        hidden[rows, n] = h
+        logits = model.logits(h).float()                                   # (A,V)
         scaled = logits / temperature if temperature > 0 else logits
         logp_all = torch.log_softmax(scaled, dim=-1)
         if temperature > 0:
@@ -108,18 +139,27 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, eot_id: int, 
             token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         else:
             token = logits.argmax(-1)
-        alive = ~done
         token = torch.where(alive, token, torch.full_like(token, eot_id))  # finished rows only pad
-        response[:, n] = token
-        response_mask[:, n] = alive
-        logprobs[:, n] = torch.where(alive, logp_all.gather(1, token[:, None]).squeeze(1), 0.0)
-        done = done | (token == eot_id)
-        if bool(done.all()) or n == max_new_tokens - 1:
+        response[rows, n] = token
+        response_mask[rows, n] = alive
+        logprobs[rows, n] = torch.where(alive, logp_all.gather(1, token[:, None]).squeeze(1), 0.0)
+        done[rows] |= token == eot_id
+        alive = alive & (token != eot_id)
+        if not bool(alive.any()) or n == max_new_tokens - 1:
             break
+        if drop_finished and 4 * int((~alive).sum()) >= len(rows):
+            # A finished row would still cost a full step of compute (its attention reads the whole
+            # cache) until the longest row ends. Drop finished rows once they are a quarter of the
+            # cache: copying the cache costs too, so not at every step. Each row's numbers stay what
+            # they are in any batch (padding-invariance, tested); only the random stream's order changes.
+            keep = alive.nonzero().squeeze(1)
+            cache.reorder(keep)
+            rows, alive, token, mask, next_pos = rows[keep], alive[keep], token[keep], mask[keep], next_pos[keep]
         mask[:, P + n] = alive
         h = model(token[:, None], attention_mask=mask[:, :P + n + 1], positions=next_pos[:, None],
                   kv_cache=cache)[:, -1]
         next_pos = next_pos + 1
     model.train(was_training)
     N = n + 1
-    return Samples(prompt, prompt_mask, response[:, :N], response_mask[:, :N], logprobs[:, :N], done.clone())
+    return Samples(prompt, prompt_mask, response[:, :N], response_mask[:, :N], logprobs[:, :N], done.clone(),
+                   hidden[:, :N])

@@ -1,7 +1,7 @@
 """Batched KV-cache sampling: padding-invariant, stops at EOT, log-probs that PPO can recompute."""
 import torch
 
-from reft_mini.model import GPT, GPTConfig, PRESETS
+from reft_mini.model import GPT, GPTConfig, KVCache, PRESETS
 from reft_mini.sampling import filter_logits, generate, left_pad
 
 EOT = 96
@@ -61,6 +61,50 @@ def test_sampler_logprobs_equal_a_full_forward_recomputation():
     logits = model.logits(h[:, P - 1:-1]).float() / 0.7                 # states that predict the response
     lp = torch.log_softmax(logits, -1).gather(-1, s.response[..., None]).squeeze(-1)
     assert torch.allclose(lp * s.response_mask, s.logprobs, atol=1e-5)
+
+
+def test_packed_rows_give_the_masked_forwards_states_and_the_samplers_own():
+    model = tiny_model()
+    s = generate(model, PROMPTS, max_new_tokens=10, eot_id=EOT, temperature=1.0,
+                 generator=torch.Generator().manual_seed(3))
+    packed, index = s.packed()
+    n_resp = s.response_mask.sum(1)
+    for b, prompt in enumerate(PROMPTS):  # real tokens first, in order; every pad after them
+        real = prompt + s.response[b, :n_resp[b]].tolist()
+        assert packed[b, :len(real)].tolist() == real
+        assert index[b, 0] == len(prompt) - 1
+    seq, mask = s.sequences()
+    P = s.prompt.shape[1]
+    h_masked = model(seq, attention_mask=mask)[:, P - 1:-1]                 # (B,N,C)
+    h_packed = model(packed).gather(1, index[..., None].expand(-1, -1, h_masked.shape[-1]))
+    m = s.response_mask
+    assert (h_packed[m] - h_masked[m]).abs().max() < 1e-5
+    assert (s.hidden[m] - h_masked[m]).abs().max() < 1e-5  # the states the sampler kept for PPO
+
+
+def test_rows_dropped_from_the_cache_once_finished_keep_their_numbers(monkeypatch):
+    # EOT gets a moderate head start, so rows end at different steps and the sampler drops finished
+    # rows from its cache mid-way; every kept row's log-probs and states must still be exact.
+    model = tiny_model()
+    with torch.no_grad():
+        u = model.transformer.ln_f.bias.normal_()
+        model.transformer.wte.weight[EOT] += 2.5 * u / u.dot(u)
+    prompts = [[(7 * i + j) % 90 + 1 for j in range(1 + i % 5)] for i in range(12)]
+    kept = []
+    reorder = KVCache.reorder
+    monkeypatch.setattr(KVCache, "reorder", lambda self, index: (kept.append(len(index)), reorder(self, index)))
+    s = generate(model, prompts, max_new_tokens=40, eot_id=EOT, temperature=1.0,
+                 generator=torch.Generator().manual_seed(0))
+    lengths = s.response_mask.sum(1)
+    assert len(set(lengths.tolist())) >= 4 and int(lengths.min()) * 2 <= int(lengths.max())
+    seq, mask = s.sequences()
+    P = s.prompt.shape[1]
+    h = model(seq, attention_mask=mask)[:, P - 1:-1]
+    lp = torch.log_softmax(model.logits(h), -1).gather(-1, s.response[..., None]).squeeze(-1)
+    m = s.response_mask
+    assert (lp[m] - s.logprobs[m]).abs().max() < 1e-5 and (h[m] - s.hidden[m]).abs().max() < 1e-5
+    assert (s.logprobs[~m] == 0).all() and (s.response[~m] == EOT).all()
+    assert kept and kept == sorted(kept, reverse=True) and kept[-1] < 12  # the cache did shrink
 
 
 def test_generation_stops_at_eot_and_pads_after_it():

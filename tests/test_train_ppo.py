@@ -52,7 +52,7 @@ def test_rollout_scores_sit_on_the_last_token_and_kl_is_zero_against_itself():
     s = generate(policy, PROMPTS, 6, EOT, generator=torch.Generator().manual_seed(1))
     scores = torch.arange(len(PROMPTS), dtype=torch.float32)
     r = train_ppo.evaluate_rollout(policy, tiny_policy(), s, scores, cfg(), dist.DistInfo())
-    assert torch.all(r["kl"] == 0)  # reference == policy at the start of RL
+    assert r["kl"].abs().max() < 1e-5  # reference == policy at the start of RL (sampler states vs a fresh forward)
     lengths = s.response_mask.sum(1)
     # With gamma = 1 and no KL, the return at every token is the score (up to the GAE/value mix at lambda).
     assert torch.allclose(r["returns"][torch.arange(len(PROMPTS)), lengths - 1], scores)
