@@ -37,6 +37,7 @@ import copy
 import ctypes
 import gc
 import json
+import math
 import os
 import platform
 import resource
@@ -545,6 +546,62 @@ def bench_ppo(s: dict, reps: int) -> list[dict]:
     for name in phases:
         rows.append(row(f"ppo_share_{name}", f"5.   share: {name}", med[name] / total, "frac", None,
                         f"{med[name]:.2f} s, {notes[name]}"))
+    return rows + bench_rollout_layout(s, reps, policy, prompts, enc.eot_token)
+
+
+def bench_rollout_layout(s: dict, reps: int, policy: GPT, prompts: list[list[int]], eot: int) -> list[dict]:
+    """Two choices train_ppo.py makes about its rollouts, each measured against the plain alternative.
+
+    Sampling: finished rows leave the KV cache (generate's default) vs stay to the end. A random model
+    never writes EOT, so this model's EOT logit gets a head start (its final LayerNorm's bias points at
+    the EOT embedding): answers then end at spread-out lengths, as a trained model's do.
+    Learning: the learner's forward+backward over rows packed with their padding at the end (fused
+    causal attention, no mask) vs the left-padded layout with an explicit attention mask.
+    """
+    n_new = 2 * s["ppo_new"]
+    model = copy.deepcopy(policy).eval()
+    with torch.no_grad():
+        u = model.transformer.ln_f.bias.normal_(generator=torch.Generator().manual_seed(0))
+        # EOT logit ~ log(2V / n_new) against ~0 for the others: p(EOT) ~ 2 / n_new at each step, so
+        # answers are geometric with a mean near half the limit.
+        model.transformer.wte.weight[eot] += math.log(2 * model.config.vocab_size / n_new) * u / u.dot(u)
+    lengths = []
+
+    def sample(drop: bool):
+        smp = generate(model, prompts, n_new, eot, temperature=1.0, generator=torch.Generator().manual_seed(1),
+                       drop_finished=drop)
+        lengths.append(smp.response_mask.sum(1).float())
+        return smp
+
+    t = interleaved({"dropped": lambda: sample(True), "kept": lambda: sample(False)}, reps)
+    L = torch.cat(lengths)
+    rows = [row("rollout_drop_finished_speed", f"5b. sampling time, finished rows dropped / kept "
+                f"({len(prompts)} prompts, up to {n_new} new tokens)", t["dropped"]["median_s"] / t["kept"]["median_s"],
+                "x", ("<=", 1.0), f"kept {t['kept']['median_s']:.2f} s, dropped {t['dropped']['median_s']:.2f} s; "
+                f"answers {float(L.mean()):.0f} tokens on average, {int(L.min())}-{int(L.max())}")]
+
+    import train_ppo
+    smp = sample(True)
+    seq, index = smp.packed()
+    full, full_mask = smp.sequences()
+    P, m = smp.prompt.shape[1], smp.response_mask
+    learner = copy.deepcopy(policy).train()
+
+    def learn(packed: bool):
+        learner.zero_grad(set_to_none=True)
+        for i in range(0, len(prompts), 64):  # train_ppo's default minibatch
+            j = slice(i, i + 64)
+            if packed:
+                h = train_ppo.response_states(learner, seq[j], index[j], m[j])
+            else:
+                h = learner(full[j], attention_mask=full_mask[j])[:, P - 1:-1]
+            lp, _ = kernels.token_logprobs(h, learner.lm_weight(), smp.response[j])
+            (lp * m[j]).sum().backward()
+
+    t = interleaved({"packed": lambda: learn(True), "masked": lambda: learn(False)}, reps)
+    rows.append(row("rollout_packed_learner_speed", "5b. learner fwd+bwd time, packed causal / left-padded masked",
+                    t["packed"]["median_s"] / t["masked"]["median_s"], "x", ("<=", 1.0),
+                    f"masked {t['masked']['median_s']:.2f} s, packed {t['packed']['median_s']:.2f} s"))
     return rows
 
 

@@ -34,7 +34,8 @@ def test_quick_benchmark_writes_every_row_with_finite_numbers(tmp_path):
     # Rows that must always be there: log-prob time and memory at both vocabularies (eager at least),
     # KV cache, MFU and the PPO breakdown whose shares add up to one.
     expected = ["kv_cache_speedup", "mfu", "ppo_iteration_s", "ppo_share_sampling", "ppo_share_scoring",
-                "ppo_share_evaluating", "ppo_share_learning"]
+                "ppo_share_evaluating", "ppo_share_learning", "rollout_drop_finished_speed",
+                "rollout_packed_learner_speed"]
     for V in (50257, 1024):
         for mode in ("ent", "logp"):
             expected += [f"logprob_V{V}_{mode}_eager_time", f"logprob_V{V}_{mode}_eager_memory"]
