@@ -177,7 +177,9 @@ def evaluate_rollout(policy, reference, s, scores: torch.Tensor, cfg: Config, in
     # The policy's side needs no forward pass of its own: the sampler ran this very model (in eval mode,
     # fp32) and kept the state that predicted each token, s.hidden. log pi_old and V_old computed from
     # those states equal a fresh forward's within 1e-5 (tests/test_train_ppo.py), so the first PPO
-    # ratio is 1. (Systems that sample with a separate inference engine must recompute them.)
+    # ratio is 1. (Systems that sample with a separate inference engine must recompute them; under bf16
+    # autocast on CUDA the cached and the full forward round differently, so the first ratio is 1 only
+    # to bf16 precision, which the clipped objective tolerates.)
     h = s.hidden                                                        # (B,N,C)
     logp_old, entropy = token_logprobs(h, policy.lm_weight(), resp, cfg.temperature, with_entropy=True)  # (B,N)
     values_old = policy.values(h)                                       # (B,N)
