@@ -2,8 +2,10 @@
 
 In ReFT's RL stage (Luong et al., 2024, Sec. 3) every iteration samples a chain of thought for each
 training question from the current policy (temperature 1.0, no top-k/top-p in the paper), and PPO later
-needs the log-probability the sampler gave to each token ("old" log-probs). Evaluation uses the same
-function greedily (temperature 0) and for majority voting (temperature 1, k samples).
+needs the log-probability the sampler gave to each token ("old" log-probs) and the value of each state:
+the sampler keeps the hidden state that predicted each token (`Samples.hidden`), so PPO need not run
+the policy over the rollout again. Evaluation uses the same function greedily (temperature 0) and for
+majority voting (temperature 1, k samples).
 
 Layout of a batch (B prompts of different lengths, P = longest prompt, N = longest response):
 
