@@ -13,15 +13,15 @@ few points can be noise, and the table should say so.
 
     python evaluate.py runs/warmup/best.pt runs/ppo/best.pt          # SFT baseline vs ReFT, side by side
     python evaluate.py runs/ppo/best.pt --k=1,4,16 --limit=100      # quick look
-    python evaluate.py CKPT --dataset=gsm8k --data_path=../shared/datasets/gsm8k --splits=test
+    python evaluate.py CKPT --dataset=gsm8k --data_path=$DATA_DIR/gsm8k --splits=test
     python evaluate.py --help
 
 Writes (to --out, default runs/eval): results.md (the tables printed at the end), results.json (all
 numbers) and per_problem.jsonl (every question, its greedy completion, answer and correctness).
 Everything random is seeded: the same checkpoints, options and --seed give the same results.json.
 
-Reading order: Config -> main() -> evaluate_split() (sampling + value pass) -> score() -> compare().
-Prompt format and answer reading are reft_mini/data.py and reft_mini/reward.py, exactly as in training.
+Reading order: Config -> main() -> evaluate_split() -> score() -> compare(). Sampling, the value pass
+and answer reading are reft_mini/evaluation.py: the same path the training scripts evaluate with.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from reft_mini import data, reward
 from reft_mini.checkpoint import load_checkpoint, model_from_checkpoint
 from reft_mini.config import UserError, main_guard, parse_config
 from reft_mini.dist import pick_device
-from reft_mini.sampling import generate
+from reft_mini.evaluation import complete, score_completion
 from reft_mini.stats import bootstrap_paired_diff, mcnemar, pass_at_k
 from reft_mini.tokenizer import TokenizerError, get_tokenizer
 
@@ -138,55 +138,7 @@ def unique_labels(paths: list[str]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Sampling, and the value of each sample
-
-@torch.no_grad()
-def run_jobs(model, enc, prompts: list[list[int]], jobs: list[int], temperature: float, max_new_tokens: int,
-             batch_size: int, generator, with_values: bool, bar=None) -> tuple[list[str], list[float]]:
-    """Generate one completion per job (a job = the index of its prompt) -> texts and final values.
-
-    Jobs are sorted by prompt length so a batch wastes little padding; results come back in job order.
-    """
-    order = sorted(range(len(jobs)), key=lambda j: len(prompts[jobs[j]]))  # stable: ties keep job order
-    texts: list[str] = [""] * len(jobs)
-    values: list[float] = [0.0] * len(jobs)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        s = generate(model, [prompts[jobs[j]] for j in chunk], max_new_tokens, enc.eot_token,
-                     temperature=temperature, generator=generator)
-        lens = s.response_mask.sum(1)                                      # (B,) generated tokens incl. EOT
-        for j, row, n in zip(chunk, s.response.tolist(), lens.tolist()):
-            texts[j] = enc.decode([t for t in row[:n] if t != enc.eot_token])
-        if with_values:
-            # Rerank@k needs a score for the whole sequence. We read the value head (a cheap stand-in
-            # for ReFT's separately trained reranker, which also scores prompt + whole answer) at the
-            # LAST STATE PPO TRAINED IT ON: the state that emits the final token (EOT, or the last token
-            # of an unfinished answer), i.e. column P + len - 2 of prompt+response. PPO puts the score
-            # on that final token, so V there predicts "will this answer be right?" having read the
-            # whole answer text. (The state *after* EOT is never a PPO target: the episode is over.)
-            seq, mask = s.sequences()                                      # (B, P+N) with attention mask
-            v = model.values(model(seq, attention_mask=mask))              # (B, P+N)
-            P = s.prompt.shape[1]
-            idx = (P + lens - 2).clamp(min=0)                              # (B,) last trained state
-            for j, val in zip(chunk, v.gather(1, idx[:, None]).squeeze(1).tolist()):
-                values[j] = val
-        if bar is not None:
-            bar.update(len(chunk))
-    return texts, values
-
-
-def read_answer(problem: data.Problem, completion: str, style: str) -> tuple[str | None, float]:
-    """(extracted answer, reward 1 / 0.1 / 0) exactly as training scores it.
-
-    reward.reward() extracts and compares; we extract once and compare, which is the same thing without
-    running a P-CoT program twice (tests/test_evaluate.py checks the two agree).
-    """
-    text = data.answer_text(problem.question, completion, style)
-    answer = reward.extract_answer(text, style, choices=reward.is_choice_answer(problem.answer))
-    if answer is None:
-        return None, 0.0
-    return answer, 1.0 if reward.answers_match(answer, problem.answer) else 0.1
-
+# Answering (the one path: reft_mini/evaluation.py) and per-problem records
 
 def evaluate_split(model, enc, style: str, problems: list[data.Problem], n_samples: int, cfg: Config,
                    max_new_tokens: int, seed: int, bar=None) -> list[dict]:
@@ -195,35 +147,29 @@ def evaluate_split(model, enc, style: str, problems: list[data.Problem], n_sampl
     A prompt that does not fit the model's context cannot be answered at all; it stays in the split
     (so every checkpoint is scored on the same questions, out of the same total) as "no answer".
     """
-    prompts = [enc.encode_ordinary(data.format_prompt(p.question, style)) for p in problems]
-    fits = [i for i, ids in enumerate(prompts) if len(ids) < model.config.block_size]
-    greedy, _ = run_jobs(model, enc, prompts, fits, 0.0, max_new_tokens, cfg.batch_size, None, False, bar)
-    greedy = dict(zip(fits, greedy))
-    samples, values = {}, {}
+    greedy, _ = complete(model, enc, problems, style, max_new_tokens, 0.0, 1, cfg.batch_size, None, bar)
+    samples = values = None
     if n_samples:
         gen = torch.Generator(device=model.lm_weight().device).manual_seed(seed)
-        jobs = [i for i in fits for _ in range(n_samples)]         # each problem's n samples, in a row
-        texts, vals = run_jobs(model, enc, prompts, jobs, cfg.temperature, max_new_tokens, cfg.batch_size,
-                               gen, True, bar)
-        for pos, i in enumerate(fits):
-            samples[i] = texts[pos * n_samples:(pos + 1) * n_samples]
-            values[i] = vals[pos * n_samples:(pos + 1) * n_samples]
+        samples, values = complete(model, enc, problems, style, max_new_tokens, cfg.temperature, n_samples,
+                                   cfg.batch_size, gen, bar, with_values=True)
     records = []
     for i, p in enumerate(problems):
-        too_long = i not in greedy
-        g_answer, g_reward = (None, 0.0) if too_long else read_answer(p, greedy[i], style)
-        rec = {"id": p.id, "question": p.question, "gold": p.answer, "greedy_completion": greedy.get(i, ""),
+        too_long = not greedy[i]
+        g_answer, g_reward = (None, 0.0) if too_long else score_completion(p.question, p.answer, greedy[i][0], style)
+        rec = {"id": p.id, "question": p.question, "gold": p.answer, "greedy_completion": "" if too_long else greedy[i][0],
                "greedy_answer": g_answer, "greedy_reward": g_reward, "too_long": too_long}
         if n_samples:
             if too_long:
                 answers, rewards, vals = [None] * n_samples, [0.0] * n_samples, [0.0] * n_samples
             else:
-                answers, rewards = map(list, zip(*(read_answer(p, c, style) for c in samples[i])))
+                answers, rewards = map(list, zip(*(score_completion(p.question, p.answer, c, style)
+                                                   for c in samples[i])))
                 vals = values[i]
             rec.update(sample_answers=answers, sample_rewards=rewards, sample_values=vals)
         records.append(rec)
     if bar is not None:
-        bar.update((len(problems) - len(fits)) * (1 + n_samples))
+        bar.update(sum(r["too_long"] for r in records) * (1 + n_samples))
     return records
 
 

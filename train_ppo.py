@@ -38,7 +38,6 @@ after 10 iterations) while lambda 1.0 raised it (29% -> 44%) (README, "When does
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
@@ -51,7 +50,7 @@ from reft_mini import data, dist, ppo, reward
 from reft_mini.checkpoint import (StopOnSignal, load_checkpoint, load_weights, model_from_checkpoint, rng_state,
                                   save_checkpoint, set_rng_state)
 from reft_mini.config import UserError, parse_config
-from reft_mini.evaluation import greedy_accuracy
+from reft_mini.evaluation import greedy_accuracy, score_completion
 from reft_mini.kernels import token_logprobs
 from reft_mini.metrics import MetricsLog, plot_curves, truncate_after
 from reft_mini.sampling import generate
@@ -105,7 +104,8 @@ class Config:
     resume: bool = False                # continue from out_dir/latest.pt
     seed: int = 1337                    # seeds question order and sampling
     device: str = "auto"                # auto | cpu | cuda
-    compile: bool = False               # torch.compile the fused log-prob kernel (pays off on CUDA)
+    compile: bool = False               # torch.compile the model and the fused log-prob kernel (pays off on CUDA)
+    bf16: bool | None = None            # bf16 autocast for the forward passes (None: on with CUDA, off on CPU)
     progress: bool = True               # tqdm progress bar
 
 
@@ -122,7 +122,8 @@ def resolve_defaults(cfg: Config, warm_cfg: dict) -> Config:
     return cfg
 
 
-def response_states(model, packed: torch.Tensor, index: torch.Tensor, rmask: torch.Tensor) -> torch.Tensor:
+def response_states(model, packed: torch.Tensor, index: torch.Tensor, rmask: torch.Tensor,
+                    bf16: bool | None = None) -> torch.Tensor:
     """Hidden states that *predict* each response token, (B,N,C).
 
     packed: (B,P+N) prompt + response with all padding at the end of each row (Samples.packed), so the
@@ -130,21 +131,13 @@ def response_states(model, packed: torch.Tensor, index: torch.Tensor, rmask: tor
     those states (the last prompt token predicts response token 0, response token t-1 predicts t);
     rmask: (B,N) real response tokens. Columns after the last state any real token needs are cut off
     before the forward (causal attention: nothing earlier depends on them); pad tokens' states are junk.
+    bf16: run the forward under bf16 autocast (None: on CUDA only); the log-probs, values and losses
+    computed from these states stay in float32 (kernels.token_logprobs upcasts chunk by chunk).
     """
     L = int(index[rmask].max()) + 1 if rmask.any() else 1
-    h = model(packed[:, :L])                                            # (B,L,C)
+    with dist.autocast(packed.device, bf16):
+        h = model(packed[:, :L])                                        # (B,L,C)
     return h.gather(1, index.clamp(max=L - 1)[..., None].expand(-1, -1, h.shape[-1]))
-
-
-def whiten_global(x: torch.Tensor, mask: torch.Tensor, info: dist.DistInfo) -> torch.Tensor:
-    """Masked whitening over the *global* batch (all ranks), as ReFT whitens over all GPUs' samples."""
-    if not info.enabled:
-        return ppo.masked_whiten(x, mask)
-    m = mask.float()
-    stats = dist.all_reduce_sum(torch.stack([(x * m).sum(), (x * x * m).sum(), m.sum()]), info)
-    mean = stats[0] / stats[2]
-    var = (stats[1] / stats[2] - mean ** 2) * stats[2] / (stats[2] - 1).clamp(min=1)
-    return torch.where(mask.bool(), (x - mean) * torch.rsqrt(var + 1e-8), torch.zeros_like(x))
 
 
 def make_optimizer(policy, cfg: Config) -> torch.optim.AdamW:
@@ -156,9 +149,10 @@ def make_optimizer(policy, cfg: Config) -> torch.optim.AdamW:
 
 
 def score_texts(problems, texts, cfg: Config) -> torch.Tensor:
-    """2. SCORE: 1 / partial / 0 from each completion's final answer (reward.py), shape (B,)."""
-    return torch.tensor([reward.reward(data.answer_text(p.question, text, cfg.cot), p.answer, cfg.cot,
-                                       partial=cfg.partial_reward) for p, text in zip(problems, texts)])
+    """2. SCORE: 1 / partial / 0 from each completion's final answer, shape (B,); the same reader as
+    evaluation (reft_mini/evaluation.py, which extracts with reward.py)."""
+    return torch.tensor([score_completion(p.question, p.answer, text, cfg.cot, cfg.partial_reward)[1]
+                         for p, text in zip(problems, texts)])
 
 
 @torch.no_grad()
@@ -174,21 +168,27 @@ def evaluate_rollout(policy, reference, s, scores: torch.Tensor, cfg: Config, in
     scores = scores.to(resp.device)
     # ReFT runs PPO's forward passes in eval mode (no dropout): the ratios stay exact.
     policy.eval()
-    # The policy's side needs no forward pass of its own: the sampler ran this very model (in eval mode,
-    # fp32) and kept the state that predicted each token, s.hidden. log pi_old and V_old computed from
-    # those states equal a fresh forward's within 1e-5 (tests/test_train_ppo.py), so the first PPO
-    # ratio is 1. (Systems that sample with a separate inference engine must recompute them; under bf16
-    # autocast on CUDA the cached and the full forward round differently, so the first ratio is 1 only
-    # to bf16 precision, which the clipped objective tolerates.)
-    h = s.hidden                                                        # (B,N,C)
-    logp_old, entropy = token_logprobs(h, policy.lm_weight(), resp, cfg.temperature, with_entropy=True)  # (B,N)
+    # The policy's side needs no forward pass of its own: the sampler ran this very model (in eval mode)
+    # and kept the state that predicted each token, s.hidden. log pi_old and V_old computed from those
+    # states agree with the learner's fresh forward only to float32 rounding, because the KV-cache forward
+    # adds in another order: measured on the shipped base model (3 batches of 16 x 60 tokens), at most
+    # 4.8e-5 per token in log-prob, so the first PPO ratio is 1 to about 5e-5 (tests/test_train_ppo.py
+    # pins this). (Systems that sample with a separate inference engine must recompute them.) Under bf16
+    # autocast the two forwards round differently at bf16 precision: the same measurement on CPU bf16
+    # autocast gave up to 8.5e-2 for |ratio - 1| on single tokens, inside the clip range 1 +- 0.2 but
+    # not negligible; the clipped objective tolerates it, and a GPU run should report its first ratio.
+    h = s.hidden.float()                                                # (B,N,C)
+    logp_old, entropy = token_logprobs(h, policy.lm_weight(), resp, cfg.temperature, with_entropy=True,
+                                       compile=cfg.compile)            # (B,N) float32
     values_old = policy.values(h)                                       # (B,N)
-    h_ref = response_states(reference, seq, index, rmask)
-    logp_ref, _ = token_logprobs(h_ref, reference.lm_weight(), resp, cfg.temperature)
+    h_ref = response_states(reference, seq, index, rmask, cfg.bf16)
+    logp_ref, _ = token_logprobs(h_ref, reference.lm_weight(), resp, cfg.temperature, compile=cfg.compile)
     # r_t = -beta * (log pi_old - log pi_ref) on every token, + the score on the last one
     rewards, kl = ppo.kl_shaped_rewards(scores, logp_old, logp_ref, rmask, cfg.kl_coef)
     advantages, returns = ppo.gae(rewards, values_old, rmask, cfg.gamma, cfg.lam)
-    advantages = whiten_global(advantages, rmask, info)                # over all ranks' samples
+    # Whiten over the global batch (all ranks' samples, as ReFT whitens over all GPUs).
+    all_sum = (lambda t: dist.all_reduce_sum(t, info)) if info.enabled else None
+    advantages = ppo.masked_whiten(advantages, rmask, all_sum=all_sum)
     # h is kept: during the value warm-up the backbone is frozen, so these states are all the head needs.
     return dict(seq=seq, index=index, resp=resp, rmask=rmask, scores=scores, logp_old=logp_old,
                 values_old=values_old, kl=kl, advantages=advantages, returns=returns, ended=s.ended,
@@ -214,10 +214,10 @@ def ppo_update(policy, opt, r: dict, cfg: Config, info: dist.DistInfo, it: int) 
                 # no forward pass here, which makes these iterations cost little more than sampling.
                 logp, entropy, h = r["logp_old"][j], r["entropy"][j], r["h"][j]
             else:
-                h = response_states(policy, r["seq"][j], r["index"][j], rmask)
+                h = response_states(policy, r["seq"][j], r["index"][j], rmask, cfg.bf16)
                 logp, entropy = token_logprobs(h, policy.lm_weight(), r["resp"][j], cfg.temperature,
-                                               with_entropy=True)
-            values = policy.values(h)
+                                               with_entropy=True, compile=cfg.compile)
+            values = policy.values(h.float())                           # float32 even under autocast
             pg_loss, pg_stats = ppo.policy_loss(logp, r["logp_old"][j], r["advantages"][j], rmask, cfg.clip)
             vf_loss, vf_stats = ppo.value_loss(values, r["values_old"][j], r["returns"][j], rmask, cfg.vf_clip)
             loss = vf_loss if value_only else pg_loss + cfg.vf_coef * vf_loss
@@ -238,9 +238,8 @@ def ppo_update(policy, opt, r: dict, cfg: Config, info: dist.DistInfo, it: int) 
 def main(cfg: Config) -> dict:
     info = dist.setup(cfg.device)
     out = Path(cfg.out_dir)
-    if cfg.compile:
-        from reft_mini import kernels
-        kernels.set_compile(True)
+    if cfg.bf16 is None:
+        cfg.bf16 = info.device.type == "cuda"
     warm = load_checkpoint(cfg.init)
     cfg = resolve_defaults(cfg, warm.get("config", {}))
     torch.manual_seed(cfg.seed)
@@ -251,7 +250,7 @@ def main(cfg: Config) -> dict:
     if cfg.max_train:
         train_problems = train_problems[:cfg.max_train]
     eval_problems = data.load_problems(cfg.dataset, cfg.eval_split, cfg.cot, cfg.data_path)[:cfg.eval_questions]
-    prompts = [enc.encode_ordinary(data.format_prompt(p.question, cfg.cot)) for p in train_problems]
+    prompts = [data.encode_prompt(enc, p.question, cfg.cot) for p in train_problems]
 
     # ---- policy (with a NEW value head) and the frozen reference: both start as the warm-up model
     policy = model_from_checkpoint(warm, cfg.init).to(info.device)
@@ -263,7 +262,10 @@ def main(cfg: Config) -> dict:
     it, best_acc, history = 0, -1.0, []
     if cfg.resume:
         ck = load_checkpoint(out / "latest.pt", map_location=info.device)
-        load_weights(policy, ck["policy"], str(out / "latest.pt"))
+        if ck.get("kind") != "ppo":
+            raise UserError(f"{out / 'latest.pt'} was written by {ck.get('kind', 'another')} training, not PPO; "
+                            "--resume continues a PPO run in the same --out_dir (or drop --resume)")
+        load_weights(policy, ck["model"], str(out / "latest.pt"))
         opt.load_state_dict(ck["optimizer"])
         it, best_acc, history = ck["iter"], ck["best_acc"], ck["history"]
         set_rng_state(ck["rng"])
@@ -273,9 +275,11 @@ def main(cfg: Config) -> dict:
     def save(name: str, acc):
         if info.is_main:
             save_checkpoint({
+                # "config": the warm-up's settings (tokenizer, model, data) overlaid with PPO's own, so that
+                # evaluate.py reads the data set and CoT style of this run back from one place.
                 "kind": "ppo", "model_config": asdict(policy.config), "model": policy.state_dict(),
-                "policy": policy.state_dict(), "optimizer": opt.state_dict(), "iter": it, "best_acc": best_acc,
-                "history": history, "config": {**warm.get("config", {}), **asdict(cfg)}, "ppo_config": asdict(cfg),
+                "optimizer": opt.state_dict(), "iter": it, "best_acc": best_acc,
+                "history": history, "config": {**warm.get("config", {}), **asdict(cfg)},
                 "tokenizer": warm.get("tokenizer", "reft_mini"), "rng": rng_state(), "eval_acc": acc,
             }, out / name)
 
@@ -319,12 +323,13 @@ def main(cfg: Config) -> dict:
             qs = order[start:start + q_per_rank].tolist()
             batch_prompts = [prompts[q] for q in qs for _ in range(cfg.samples_per_question)]
             gen = torch.Generator(device=info.device).manual_seed(cfg.seed * 100003 + it * 97 + info.rank)
-            s = generate(policy, batch_prompts, cfg.max_new_tokens, enc.eot_token,
-                         temperature=cfg.temperature, generator=gen)
+            with dist.autocast(info.device, cfg.bf16):
+                s = generate(policy, batch_prompts, cfg.max_new_tokens, enc.eot_token,
+                             temperature=cfg.temperature, generator=gen)
             t_sample = time.time()
 
             # ---------------- 2. SCORE: 1 / partial / 0 from the final answer (reward.py)
-            texts = [enc.decode([t for t, m in zip(row, mrow) if m and t != enc.eot_token])
+            texts = [data.decode_completion(enc, row, mrow)
                      for row, mrow in zip(s.response.tolist(), s.response_mask.tolist())]
             scores = score_texts([train_problems[q] for q in qs for _ in range(cfg.samples_per_question)], texts, cfg)
             t_score = time.time()

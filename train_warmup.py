@@ -43,8 +43,6 @@ from reft_mini.tokenizer import get_tokenizer
 @dataclass
 class Config:
     """ReFT stage 1: supervised warm-up on (question, chain-of-thought) pairs, loss on the answer only."""
-    # --- what to train
-    stage: str = "sft"                  # sft: question -> CoT, loss on the answer | pretrain: stage 0, see below
     # --- data
     dataset: str = "synthetic"          # synthetic | gsm8k | svamp | mathqa | reft (ReFT's JSON files)
     data_path: str | None = None        # local file/folder for a real data set (works offline)
@@ -54,7 +52,7 @@ class Config:
     max_train: int | None = None        # use only the first N training questions (None = all)
     # --- model
     model: str = "demo"                 # size preset: tiny | demo | small | gpt2 (see reft_mini/model.py)
-    init: str = "auto"                  # auto (the shipped base model for sft, random for pretrain) | none | a .pt checkpoint | a GPT-2 folder
+    init: str = "auto"                  # auto (shipped base model) | none (random) | a .pt checkpoint | a GPT-2 folder
     tokenizer: str = "reft_mini"        # reft_mini (shipped, offline) or gpt2
     tokenizer_path: str | None = None   # local GPT-2 folder with vocab.json + merges.txt (for gpt2 offline)
     dropout: float = 0.0                # dropout in the GPT (0 for a from-scratch tiny model)
@@ -78,7 +76,8 @@ class Config:
     minutes: float | None = None        # stop after this many minutes of training (evaluation excluded)
     seed: int = 1337                    # seeds data order, init and dropout
     device: str = "auto"                # auto | cpu | cuda
-    compile: bool = False               # torch.compile the model (CUDA; slow to start on CPU)
+    compile: bool = False               # torch.compile the model and the fused log-prob kernel (CUDA; slow to start on CPU)
+    bf16: bool | None = None            # bf16 autocast for the forward passes (None: on with CUDA, off on CPU)
     progress: bool = True               # tqdm progress bar
 
 
@@ -104,16 +103,17 @@ def make_optimizer(model: GPT, cfg: Config) -> torch.optim.AdamW:
 
 
 REPO = Path(__file__).resolve().parent
-BASE_MODEL = REPO / "data" / "base" / "base.pt"  # the shipped stage-0 model (README: "The base model")
+BASE_MODEL = REPO / "data" / "base" / "base.pt"  # the shipped stage-0 model, made by data/base/pretrain.py
 
 
 def build_model(cfg: Config, vocab_size: int) -> GPT:
     """The starting point: ReFT fine-tunes a *pretrained* model; ours is the shipped stage-0 base."""
     init = cfg.init
     if init == "auto":
-        init = "none" if cfg.stage == "pretrain" else str(BASE_MODEL)
-        if init != "none" and not BASE_MODEL.is_file():
-            raise UserError(f"the base model {BASE_MODEL} is missing: regenerate it (README, 'The base model') "
+        init = str(BASE_MODEL)
+        if not BASE_MODEL.is_file():
+            raise UserError(f"the base model {BASE_MODEL} is missing: regenerate it with "
+                            "`python data/base/pretrain.py --export=data/base/base.pt` "
                             "or train from scratch with --init=none")
     if init.lower() == "none":
         return GPT(config_from_preset(cfg.model, vocab_size=vocab_size, dropout=cfg.dropout))
@@ -146,10 +146,11 @@ def encode_all(enc, problems, cfg: Config, block_size: int, what: str):
     return examples
 
 
-def sft_loss_sum(model: GPT, idx, targets, loss_mask):
-    """Sum over answer tokens of -log p(token); the caller divides by the global token count."""
+def sft_loss_sum(model: GPT, idx, targets, loss_mask, compile: bool = False):
+    """Sum over answer tokens of -log p(token); the caller divides by the global token count.
+    compile: run the fused log-prob kernel through torch.compile (kernels.py)."""
     h = model(idx)                                                     # (B,T,C), right padding: causal is enough
-    logp, _ = token_logprobs(h, model.lm_weight(), targets)            # (B,T) log p(next token)
+    logp, _ = token_logprobs(h, model.lm_weight(), targets, compile=compile)  # (B,T) log p(next token)
     return -(logp * loss_mask).sum()
 
 
@@ -165,34 +166,9 @@ def heldout_loss(model: GPT, examples, pad_id: int, device, batch_size: int = 64
     return total / max(count, 1.0)
 
 
-PRETRAIN_EPOCH_STEPS = 200  # stage 0 has no epochs (fresh text every step); checkpoints every this many steps
-
-
-def skill_examples(enc, cfg: Config, step: int, n: int, block_size: int):
-    """Stage 0 ("pretraining"): n fresh texts of the synthetic skill corpus, loss on every token.
-
-    This stands in for the pretrained LLM that ReFT starts from: a model that can already read the story
-    language, copy quantities out of a text and do arithmetic, trained on unlimited fresh 1-2-step
-    problems, arithmetic facts and copying drills -- but never on the annotated training questions.
-    The texts depend only on (seed, step), so a resumed run sees the same stream.
-    """
-    from reft_mini import synthetic
-    rng = random.Random(cfg.seed * 1_000_003 + step)
-    # Pack the texts end to end, separated by EOT, into n rows of row_len tokens: no padding is wasted
-    # (the usual way language models are pretrained; a row may start in the middle of a text).
-    row_len = min(block_size, 256)
-    stream: list[int] = []
-    while len(stream) < n * row_len:
-        for text in synthetic.skill_corpus(rng, 32):
-            stream += enc.encode_ordinary(text) + [enc.eot_token]
-    return [(stream[i * row_len:(i + 1) * row_len], [0] + [1] * (row_len - 1)) for i in range(n)]
-
-
 def main(cfg: Config) -> dict:
     info = dist.setup(cfg.device)
     out = Path(cfg.out_dir)
-    if cfg.stage not in ("sft", "pretrain"):
-        raise UserError(f"--stage={cfg.stage}: choose sft or pretrain")
     if cfg.cot not in data.STYLES:
         raise UserError(f"--cot={cfg.cot}: choose one of {', '.join(data.STYLES)}")
     if cfg.batch_size % (info.world_size * cfg.grad_accum):
@@ -213,11 +189,11 @@ def main(cfg: Config) -> dict:
     for p in model.value_head.parameters():
         p.requires_grad_(False)  # the critic is PPO's business
     block = model.config.block_size
-    train_ex = encode_all(enc, train_problems, cfg, block, "training") if cfg.stage == "sft" else []
+    train_ex = encode_all(enc, train_problems, cfg, block, "training")
     eval_ex = encode_all(enc, eval_problems, cfg, block, "held-out")
     model.to(info.device)
     opt = make_optimizer(model, cfg)
-    steps_per_epoch = len(train_ex) // cfg.batch_size if cfg.stage == "sft" else PRETRAIN_EPOCH_STEPS
+    steps_per_epoch = len(train_ex) // cfg.batch_size
     if steps_per_epoch == 0:
         raise UserError(f"{len(train_ex)} training examples are fewer than --batch_size={cfg.batch_size}")
     total_steps = steps_per_epoch * cfg.epochs
@@ -235,15 +211,10 @@ def main(cfg: Config) -> dict:
         truncate_after(out / "metrics.jsonl", "step", step)
         if info.is_main:
             print(f"resumed from {out / 'latest.pt'} at step {step}")
-    if cfg.compile:  # compile the model and the fused log-prob kernel (kernels.py)
-        from reft_mini import kernels
-        kernels.set_compile(True)
-    compiled = torch.compile(model) if cfg.compile else model
+    compiled = torch.compile(model) if cfg.compile else model  # the kernel: sft_loss_sum(..., cfg.compile)
     log = MetricsLog(out / "metrics.jsonl", resume=cfg.resume, enabled=info.is_main)
     if info.is_main:
-        what = (f"{len(train_ex)} training examples ({cfg.dataset}/{cfg.cot})" if cfg.stage == "sft"
-                else "stage 0 (pretraining) on fresh synthetic skill text")
-        print(f"{cfg.stage}: {what}, "
+        print(f"sft: {len(train_ex)} training examples ({cfg.dataset}/{cfg.cot}), "
               f"{model.num_params() / 1e6:.2f} M parameters, {cfg.epochs} epochs x {steps_per_epoch} steps, "
               f"device {info.device}, {info.world_size} process(es)")
 
@@ -251,7 +222,7 @@ def main(cfg: Config) -> dict:
         if not info.is_main:
             return
         save_checkpoint({
-            "kind": "warmup" if cfg.stage == "sft" else "base", "model_config": asdict(model.config), "model": model.state_dict(),
+            "kind": "warmup", "model_config": asdict(model.config), "model": model.state_dict(),
             "optimizer": opt.state_dict(), "step": step, "epoch": epoch, "best_acc": best_acc,
             "history": history, "config": asdict(cfg), "tokenizer": cfg.tokenizer, "rng": rng_state(),
             "eval_acc": acc, "train_seconds": train_seconds,
@@ -269,7 +240,7 @@ def main(cfg: Config) -> dict:
     bar = None
     if cfg.progress and info.is_main:
         from tqdm import tqdm
-        bar = tqdm(total=total_steps, initial=step, desc=cfg.stage, dynamic_ncols=True)
+        bar = tqdm(total=total_steps, initial=step, desc="sft", dynamic_ncols=True)
     micro = cfg.batch_size // info.world_size // cfg.grad_accum   # questions per forward pass on this rank
     model.train()
     tokens_seen, last_acc = 0, None
@@ -283,13 +254,10 @@ def main(cfg: Config) -> dict:
     try:
         while keep_going():
             epoch, in_epoch = divmod(step, steps_per_epoch)
-            if cfg.stage == "sft":
-                # The data order depends only on (seed, epoch): a resumed run replays the same batches.
-                order = torch.randperm(len(train_ex), generator=torch.Generator().manual_seed(cfg.seed + epoch))
-                batch_ids = order[in_epoch * cfg.batch_size:(in_epoch + 1) * cfg.batch_size].tolist()
-                batch = [train_ex[i] for i in batch_ids]
-            else:
-                batch = skill_examples(enc, cfg, step, cfg.batch_size, block)
+            # The data order depends only on (seed, epoch): a resumed run replays the same batches.
+            order = torch.randperm(len(train_ex), generator=torch.Generator().manual_seed(cfg.seed + epoch))
+            batch_ids = order[in_epoch * cfg.batch_size:(in_epoch + 1) * cfg.batch_size].tolist()
+            batch = [train_ex[i] for i in batch_ids]
             t_step = time.time()
             # Normalise by the answer tokens of the whole global batch, so that 1 process x 32 questions
             # and 2 processes x 16 (or 4 accumulation steps x 8) compute exactly the same gradient.
@@ -301,8 +269,8 @@ def main(cfg: Config) -> dict:
             for a in range(cfg.grad_accum):
                 idx, targets, mask = (dist.to_device(t, info.device)
                                       for t in data.collate(mine[a * micro:(a + 1) * micro], enc.eot_token))
-                with dist.autocast(info.device):
-                    loss = sft_loss_sum(compiled, idx, targets, mask) / n_tokens
+                with dist.autocast(info.device, cfg.bf16):
+                    loss = sft_loss_sum(compiled, idx, targets, mask, cfg.compile) / n_tokens
                 loss.backward()
                 loss_total += float(loss.detach())
                 tokens_seen += idx.numel()

@@ -116,24 +116,3 @@ def load_weights(model: GPT, state: dict, path: str = "checkpoint") -> None:
     missing = [k for k in missing if not k.startswith("value_head")]
     if missing or unexpected:
         raise UserError(f"{path} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-
-
-def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Keep only what a later run needs to *start from* a checkpoint, weights in half precision.
-
-    Used to ship the stage-0 base model in data/ (a few MB): no optimizer, no RNG, float16 weights
-    (loading converts them back to float32).
-    """
-    ck = load_checkpoint(src)
-    slim = {k: ck[k] for k in ("kind", "model_config", "config", "tokenizer", "step", "train_seconds") if k in ck}
-    slim["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()
-                     if not k.startswith("value_head")}
-    return save_checkpoint(slim, dst)
-
-
-if __name__ == "__main__":
-    import sys
-    if len(sys.argv) != 4 or sys.argv[1] != "export":
-        raise SystemExit("usage: python -m reft_mini.checkpoint export SRC.pt DST.pt")
-    out = export_weights(sys.argv[2], sys.argv[3])
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")

@@ -9,10 +9,11 @@ So this file owns three things that training and evaluation must never disagree 
   3. what the reward reads: `answer_text` (for P-CoT: header + what the model wrote = a whole program).
 
 Loaders for the data sets of the paper go through the `datasets` library (hub ids, or local files with
-`load_dataset("json", ...)`); our offline default is the synthetic set of reft_mini/synthetic.py.
+`load_dataset("json", ...)`); our offline default is the synthetic set that data/synthetic/synthetic.py
+writes beside itself (made on first use, see `synthetic_split`).
 
     name        file / hub id                         gold answer          CoT
-    synthetic   data/synthetic/*.jsonl (or generated)  int or letter a-e    N-CoT and P-CoT (MathQA-style: N-CoT)
+    synthetic   data/synthetic/{split}.jsonl           int or letter a-e    N-CoT and P-CoT (MathQA-style: N-CoT)
     gsm8k       openai/gsm8k or train.jsonl/test.jsonl "#### N"             N-CoT (calculator <<..>> removed)
     svamp       ChilleD/SVAMP or SVAMP.json            float Answer         none (test set)
     mathqa      ReFT's mathqa_test_set.json            letter a-e, options  none (test set)
@@ -26,14 +27,17 @@ the file, the line (JSONL) or record index (JSON array), the field, and what to 
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
-import math
 import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from reft_mini.config import UserError
+from reft_mini.reward import parse_number
 
 
 class DataError(UserError, ValueError):
@@ -52,6 +56,9 @@ HUB_IDS = {
     "mathqa": ("allenai/math_qa", None),  # fields Problem/options/correct; mapped below (untested offline)
 }
 PATH_FLAG = "--data_path"  # the command-line flag of train_warmup.py / train_ppo.py / evaluate.py
+REPO = Path(__file__).resolve().parent.parent
+SYNTHETIC_DIR = REPO / "data" / "synthetic"       # the default data set's files, and the script that makes them
+SYNTHETIC_SCRIPT = SYNTHETIC_DIR / "synthetic.py"
 
 
 @dataclass
@@ -141,6 +148,20 @@ def answer_text(question: str, completion: str, style: str) -> str:
     raise DataError(f"style {style!r}: choose one of {STYLES}")
 
 
+def encode_prompt(enc, question: str, style: str) -> list[int]:
+    """The prompt's token ids, exactly as sampling sees them in training and evaluation.
+
+    encode_ordinary: text that happens to look like a special token ("<|endoftext|>" in a question)
+    stays ordinary text and can never end the prompt early."""
+    return enc.encode_ordinary(format_prompt(question, style))
+
+
+def decode_completion(enc, ids: list[int], mask: list[bool]) -> str:
+    """A sampled response (one row of Samples.response and its mask) back to text: the generated tokens
+    up to, not including, the EOT that ended it."""
+    return enc.decode([t for t, keep in zip(ids, mask) if keep and t != enc.eot_token])
+
+
 # ----------------------------------------------------------------------------------------------------
 # SFT encoding and batching
 # ----------------------------------------------------------------------------------------------------
@@ -151,12 +172,11 @@ def encode_sft(enc, problem: Problem, style: str, max_len: int) -> tuple[list[in
     Stage 1 of ReFT is supervised fine-tuning on the *answer* only: the model is never trained to
     write questions. Prompt and completion are tokenised separately and concatenated, so the boundary
     is exact (BPE over the joined text could merge across it) and the prompt's tokens are exactly what
-    sampling will see at stage 2 (evaluation.py encodes prompts the same way, with encode_ordinary:
-    text that looks like a special token is never turned into one).
+    sampling will see at stage 2 (`encode_prompt`, the one prompt encoder).
     Too long (> max_len tokens): raises DataError (a ValueError) naming the problem -- we do not truncate, because a
     CoT with its answer cut off teaches the model to stop before answering. Callers filter and count."""
     # EXERCISE loss_mask: begin
-    prompt_ids = enc.encode_ordinary(format_prompt(problem.question, style))
+    prompt_ids = encode_prompt(enc, problem.question, style)
     completion_ids = enc.encode_ordinary(target_completion(problem, style))
     ids = prompt_ids + completion_ids + [enc.eot_token]
     mask = [0] * len(prompt_ids) + [1] * (len(completion_ids) + 1)  # learn the answer and when to stop
@@ -191,28 +211,8 @@ def collate(batch: list[tuple[list[int], list[int]]], pad_id: int):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Numbers
+# Gold answers and options (numbers are read by reward.parse_number, the project's one number parser)
 # ----------------------------------------------------------------------------------------------------
-
-def canonical_number(s) -> str | None:
-    """'1,080' -> '1080', '$5' -> '5', '203.0' -> '203', '0.6666666666666666' kept, '50%' -> '50'.
-    None when it is not a number. (reward.py has its own extractor for model output; this one only
-    reads gold answers in data files, so data.py does not depend on reward.py.)"""
-    if isinstance(s, bool) or s is None:
-        return None
-    if isinstance(s, (int, float)):
-        x = float(s)
-    else:
-        t = str(s).strip().replace(",", "").replace("$", "").replace("%", "").replace(" ", "")
-        if not re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", t):
-            return None
-        x = float(t)
-    if not math.isfinite(x):
-        return None
-    if x == int(x) and abs(x) < 1e15:
-        return str(int(x))          # also turns -0.0 into "0"
-    return repr(x)                  # shortest repr that round-trips: "19.45", "0.6666666666666666"
-
 
 def _canonical_letter(s) -> str | None:
     t = str(s).strip().lower() if isinstance(s, str) else ""
@@ -303,17 +303,21 @@ def _read_local(path: Path) -> _Rows:
     records as they are (and the field checks below then name the bad one)."""
     if not path.is_file():
         raise DataError(f"{path}: no such file ({PATH_FLAG})")
-    import datasets  # imported lazily: importing `datasets` costs ~0.7 s
-
-    was_enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
     try:
-        rows = datasets.load_dataset("json", data_files=str(path), split="train").to_list()
-    except Exception:  # noqa: BLE001 -- any failure: let the stdlib reader find (and name) the problem
-        rows = None
-    finally:
-        if was_enabled:
-            datasets.enable_progress_bars()
+        import datasets  # imported lazily: importing `datasets` costs ~0.7 s
+    except ImportError:  # e.g. a GPU machine with torch only: the stdlib reader below does the same job
+        datasets = None
+    rows = None
+    if datasets is not None:
+        was_enabled = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()
+        try:
+            rows = datasets.load_dataset("json", data_files=str(path), split="train").to_list()
+        except Exception:  # noqa: BLE001 -- any failure: let the stdlib reader find (and name) the problem
+            rows = None
+        finally:
+            if was_enabled:
+                datasets.enable_progress_bars()
     raw, jsonl, lines = _stdlib_read(path) if rows is None else _layout(path)
     if rows is None:
         rows = raw
@@ -349,7 +353,7 @@ def _field(rows: _Rows, i: int, name: str, kind: str = "text"):
 
 def _number_field(rows: _Rows, i: int, name: str, value=None) -> str:
     v = _field(rows, i, name, kind="any") if value is None else value
-    c = canonical_number(v)
+    c = parse_number(v)
     if c is None:
         raise DataError(f"{rows.where(i)}: field {name!r} = {str(v)[:60]!r} is not a number; "
                          "fix the record (the gold answer must be numeric)")
@@ -485,11 +489,9 @@ def load_problems(name: str, split: str, style: str = "nl", path: str | os.PathL
     if style not in STYLES:
         raise DataError(f"style {style!r}: choose one of {STYLES}")
     if name == "synthetic":
-        from reft_mini import synthetic  # lazy: synthetic.py imports this module
-
         if path is not None:
             return load_problems_file_synthetic(Path(path), split)
-        return synthetic.load_synthetic(split)
+        return synthetic_split(split)
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}: choose one of {DATASETS}")
     rows = _rows_for(name, split, path)
@@ -509,8 +511,39 @@ def load_problems(name: str, split: str, style: str = "nl", path: str | os.PathL
     return problems
 
 
+def synthetic_split(split: str) -> list[Problem]:
+    """The default data set: data/synthetic/{split}.jsonl, made once by data/synthetic/synthetic.py.
+
+    The generator is a tool beside its data, not part of the method, so this module never imports it;
+    it runs the script (about three seconds) when the files are missing or were written by another
+    version of it (meta.json records the sha256 of the script that wrote them)."""
+    if not SYNTHETIC_SCRIPT.is_file():
+        raise DataError(f"{SYNTHETIC_SCRIPT} is missing: run from a clone of the repository, or pass "
+                        f"the synthetic files with {PATH_FLAG}=FOLDER")
+    digest = hashlib.sha256(SYNTHETIC_SCRIPT.read_bytes()).hexdigest()
+    try:
+        made_by = json.loads((SYNTHETIC_DIR / "meta.json").read_text(encoding="utf-8")).get("generator_sha256")
+    except (OSError, ValueError, AttributeError):
+        made_by = None
+    if made_by != digest:
+        print(f"making the synthetic data set once: python {SYNTHETIC_SCRIPT.relative_to(REPO)}", flush=True)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        run = subprocess.run([sys.executable, str(SYNTHETIC_SCRIPT)], env=env, capture_output=True, text=True)
+        if run.returncode != 0:
+            last = (run.stderr.strip().split("\n") or ["?"])[-1]
+            raise DataError(f"{SYNTHETIC_SCRIPT.relative_to(REPO)} failed: {last}")
+    file = SYNTHETIC_DIR / f"{split}.jsonl"
+    if not file.is_file():
+        known = sorted(f.stem for f in SYNTHETIC_DIR.glob("*.jsonl"))
+        raise DataError(f"unknown synthetic split {split!r}: choose one of {known}")
+    problems = load_problems_file_synthetic(file, split)
+    for p in problems:
+        p.source = f"synthetic:{split}"
+    return problems
+
+
 def load_problems_file_synthetic(path: Path, split: str) -> list[Problem]:
-    """Synthetic problems from a folder with {split}.jsonl (as written by `python -m reft_mini.synthetic`)
+    """Synthetic problems from a folder with {split}.jsonl (as written by data/synthetic/synthetic.py)
     or from one such file: records with id, question, answer, cot_nl, cot_program, options."""
     rows = _read_local(_resolve(path, split, "synthetic"))
     out = []

@@ -97,15 +97,6 @@ def run_script(main: Callable[[], object]) -> None:
     os._exit(code)
 
 
-def all_reduce_mean(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Average a tensor over ranks (identity for one process)."""
-    if info.enabled:
-        x = x.clone()
-        dist.all_reduce(x, op=dist.ReduceOp.SUM)
-        x /= info.world_size
-    return x
-
-
 def all_reduce_sum(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if info.enabled:
         x = x.clone()
@@ -113,11 +104,14 @@ def all_reduce_sum(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return x
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (matmuls in bfloat16, reductions in float32); nothing on CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def autocast(device: torch.device, enabled: bool | None = None):
+    """bf16 autocast (matmuls in bfloat16, reductions and LayerNorm in float32) or nothing.
+
+    enabled=None: on for CUDA, off on CPU (a CPU gains little from bf16). enabled=True on CPU runs the
+    very same code path under torch.autocast("cpu", bfloat16): that is how the tests exercise it."""
+    if enabled is None:
+        enabled = device.type == "cuda"
+    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -18,8 +18,8 @@
 # The per-chunk math can be compiled with torch.compile, which fuses the elementwise work (exp, the
 # reductions, the gradient formula) into a few loops over each (chunk, V) block instead of one pass per
 # operation. Compilation is lazy (first call; a few seconds on a 2-core CPU, cached on disk by PyTorch
-# afterwards) and any failure falls back to the eager code with a single warning. It is on by default;
-# set_compile(False), compile=False, or the environment variable REFT_MINI_COMPILE=0 turn it off.
+# afterwards) and any failure falls back to the eager code with a single warning. It is off unless a
+# call passes compile=True (the scripts' --compile flag).
 #
 # Math (z = logits / temperature for one position, p = softmax(z), y = target id, lse = logsumexp(z),
 # l_j = log p_j = z_j - lse):
@@ -42,7 +42,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import torch
@@ -131,21 +130,13 @@ def _chunk_grad_logits(h: Tensor, w: Tensor, y: Tensor, lse: Tensor, entropy: Te
 # torch.compile switch (lazy, with eager fallback)
 # ----------------------------------------------------------------------------------------------------------
 
-# Module default for `compile=None`: on unless REFT_MINI_COMPILE=0. "When available" = torch.compile
-# exists and the first compiled call works; otherwise we warn once and stay eager for the process.
-# Default: compiled on CUDA (where fusing the elementwise work pays off), eager on CPU (where the first
-# compile costs 5-15 s per process for a small gain at the demo's vocabulary). REFT_MINI_COMPILE=1 or 0
-# overrides it; the scripts' --compile flag calls set_compile(True).
-_compile_enabled = os.environ.get("REFT_MINI_COMPILE", "1" if torch.cuda.is_available() else "0") not in (
-    "0", "false", "False", "")
+# Compiling is asked for per call (`token_logprobs(..., compile=True)`; the scripts pass their --compile
+# flag), never through a module-level switch, so what a call does is visible where it is made. It pays
+# on CUDA, where fusing the elementwise work saves memory traffic; on CPU the first compile costs 5-15 s
+# per process for a small gain at the demo's vocabulary, so the scripts' default is off. The compiled
+# functions are built lazily on first use; if compiling fails we warn once and stay eager.
 _compiled: dict[str, object] = {}
 _compile_broken = False
-
-
-def set_compile(enabled: bool) -> None:
-    """Turn the compiled per-chunk path on or off for calls that pass compile=None."""
-    global _compile_enabled
-    _compile_enabled = bool(enabled)
 
 
 def compile_available() -> bool:
@@ -240,7 +231,7 @@ class _FusedTokenLogprobs(torch.autograd.Function):
 
 def token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, temperature: float = 1.0,
                    with_entropy: bool = False, chunk_size: int | None = None,
-                   compile: bool | None = None) -> tuple[Tensor, Tensor | None]:
+                   compile: bool = False) -> tuple[Tensor, Tensor | None]:
     """log p(targets) (and the entropy) under softmax(hidden @ weight^T / temperature), chunked.
 
     hidden (B, T, C) (any float dtype; bf16/fp16 are upcast to float32 chunk by chunk); weight (V, C);
@@ -248,13 +239,11 @@ def token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, temperature:
     None), with the same values and gradients as reference_token_logprobs, but memory O(chunk_size * V)
     instead of O(B * T * V). Gradients flow to hidden and/or weight, whichever requires grad, and come
     back in their own dtypes. chunk_size = positions per chunk (None: default_chunk_size(V), a ~32 MiB
-    float32 block of logits). compile: True/False forces the compiled or eager per-chunk code; None
-    follows set_compile() (default on; env REFT_MINI_COMPILE=0 turns it off).
+    float32 block of logits). compile: run the per-chunk code through torch.compile (eager when False).
     """
     if temperature <= 0:
         raise ValueError("temperature must be > 0 (greedy decoding has no log-probabilities to train on)")
     B, T, C = hidden.shape
-    use_compile = _compile_enabled if compile is None else bool(compile)
     if chunk_size is None:
         chunk_size = default_chunk_size(weight.shape[0])
     flat_h = hidden.reshape(B * T, C)
@@ -262,7 +251,7 @@ def token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, temperature:
         flat_h = flat_h.contiguous()
     flat_y = targets.reshape(B * T).long()
     out = _FusedTokenLogprobs.apply(flat_h, weight, flat_y, float(temperature), bool(with_entropy),
-                                    int(chunk_size), use_compile)
+                                    int(chunk_size), bool(compile))
     if with_entropy:
         logp, entropy = out
         return logp.view(B, T), entropy.view(B, T)

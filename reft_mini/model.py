@@ -310,7 +310,3 @@ def load_safetensors(file: str | Path) -> dict[str, torch.Tensor]:
         t = torch.frombuffer(bytearray(data[start:end]), dtype=dtype) if end > start else torch.empty(0, dtype=dtype)
         out[name] = t.reshape(info["shape"])
     return out
-
-
-def config_dict(config: GPTConfig) -> dict:
-    return asdict(config)

@@ -78,21 +78,31 @@ def masked_var(x: Tensor, mask: Tensor, unbiased: bool = True) -> Tensor:
     return var
 
 
-def masked_whiten(x: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
+def masked_whiten(x: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8,
+                  all_sum=None) -> Tensor:
     """Normalise x to mean 0 and variance 1 over the valid positions; masked positions become 0.
 
     [ReFT code] advantages are whitened once per rollout batch over all valid tokens of all sequences (the
     whole global batch, not per sequence). Whitening keeps the policy-gradient step size independent of the
     reward scale (1 / 0.1 / 0) and centres the advantages so about half the tokens get pushed down.
-    shift_mean=False rescales but puts the mean back (sometimes used for rewards, not advantages).
+    shift_mean=False rescales but puts the mean back (TRL's meaning of the flag; ReFT's official
+    `allgather_masked_whiten` uses the opposite convention, and with its default it centres, as we do).
+    all_sum: under data parallelism, a function that sums a tensor over all processes, so that
+    the mean and variance are those of the global batch (ReFT whitens over all GPUs' samples); None for
+    one process. The statistics equal masked_mean and masked_var (unbiased) of the global batch.
     """
     m = _as_bool(mask)
-    mean = masked_mean(x, m)
-    var = masked_var(x, m)
+    total = all_sum or (lambda t: t)
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    n = total(m.sum().to(x.dtype))                                     # valid positions, all processes
+    mean = total(torch.where(m, x, zero).sum()) / n.clamp(min=1)
+    var = total(torch.where(m, x - mean, zero).pow(2).sum()) / n.clamp(min=1)
+    if n > 1:
+        var = var * n / (n - 1)                                        # Bessel's correction, as masked_var
     white = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         white = white + mean
-    return torch.where(m, white, torch.zeros((), dtype=white.dtype, device=white.device))
+    return torch.where(m, white, zero.to(white.dtype))
 
 
 # ----------------------------------------------------------------------------------------------------------

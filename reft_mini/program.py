@@ -41,27 +41,56 @@
 # Budgets (each a keyword argument of run_program; the defaults are generous for word problems):
 #   max_steps        every statement/expression node evaluated costs one step. Bounds loops
 #                    (`while True: pass`) and total work, deterministically (same answer on any CPU).
-#   timeout_s        wall-clock backstop, checked every 64 steps, for work the step count under-rates
-#                    (each step may do O(max_seq_len) work in C, e.g. copying a 10k-element list).
-#   max_int_bits     integers may not exceed this many bits. `**`, `*` and `<<` are checked *before*
-#                    computing (a 10-million-digit power would stall inside C, past any timer);
-#                    everything else is checked after. Protects CPU and memory.
+#   timeout_s        wall-clock deadline, counted from the moment run_program is called (parsing
+#                    included). The clock is read every CLOCK_EVERY (32) steps, and right after any
+#                    step that did bulk work in C (a list of more than 16 elements copied, sorted or
+#                    compared, an integer of more than 1024 bits made, a costly integer call). Steps
+#                    in between are cheap (microseconds at most), and no single step may do more than
+#                    a bounded amount of C work (the budgets below, checked *before* the C call), so a
+#                    program stops within its time budget plus a few milliseconds.
+#   max_int_bits     integers may not exceed this many bits. `**`, `*`, `<<`, factorial, comb and perm
+#                    are checked *before* computing (a 10-million-digit power would stall inside C, past
+#                    any timer); everything else can only grow a little and is checked after.
 #   max_seq_len      lists, tuples, strings built at runtime, and any range that a builtin would
 #                    consume eagerly (`sum(range(10**12))`) are bounded. Protects memory and CPU.
 #   max_str_len      strings *built at runtime* (concatenation, repetition, f-strings) are bounded more
 #                    tightly than lists; literal strings (the docstring) are bounded by the source.
+#                    An int whose decimal digits alone would be too many is refused before it is
+#                    converted (int -> text is quadratic in the digits).
+#   max_alloc_bytes  a running total of the memory the program has *built*: every list/tuple slot,
+#                    string character and big integer created is charged its estimated size, before it
+#                    is created wherever the size is known in advance. Cumulative, not live (we cannot
+#                    see what Python frees), so it over-counts a program that rebuilds the same list,
+#                    but it bounds the peak: 10,000 lists of 10,000 zeros would be 800 MB. Small
+#                    numbers made one per step (`x * 1.5`, a loop counter) are not charged: the step
+#                    budget bounds them (100,000 steps x ~40 bytes = 4 MB).
 #   max_prints       `print` is accepted (models like to print) but its output is thrown away; only
 #                    this many calls are allowed, so a print loop fails fast instead of spinning.
 #   max_source_chars parsing itself costs memory and time proportional to the source.
+# Fixed limits (module constants, not keywords):
+#   MAX_OP_COST      one C-level integer call may cost at most this many "digit operations"
+#                    (CPython stores ints in 30-bit digits; a schoolbook multiply of a d1-digit by a
+#                    d2-digit number costs d1*d2). Matters for `pow(a, b, m)`: every intermediate is
+#                    below m, so the *size* is harmless, but 10,000-bit operands take seconds.
+#   parse cache      checked trees are kept for reuse (the same program is scored again in evaluation
+#                    and voting), bounded by their estimated memory (PARSE_CACHE_BYTES), least recently
+#                    used first out; a tree too big for a fair share of the cache is not kept at all.
 # Recursion is impossible by construction: the only user function is `solution()`, it takes no
 # arguments, and calling it from inside itself is refused. Nesting depth of the syntax tree is capped
 # (MAX_AST_DEPTH) so our own recursive tree walk stays far below Python's recursion limit.
 #
+# Scoping follows Python's rule: a name assigned anywhere in solution() (`=`, `+=`, an annotated
+# assignment, a for-loop target) is local to the whole function, so reading it before its first
+# assignment fails (Python's UnboundLocalError), even when a module variable has the same name.
+# Comprehension variables live in their own scope and leak nowhere. (One simplification: `import`
+# inside solution() binds the module for the whole program, not just the function.)
+#
 # The language accepted (enough for word-problem programs, nothing more): `def solution():` with no
 # arguments (the only function), docstrings, assignment to names / `a, b = ...` / `xs[i] = ...`,
-# `+=` etc., return, if/elif/else, for over range/list/tuple/str, while, break/continue, numbers,
-# strings, f-strings, lists/tuples (flat), subscripts and slices, list comprehensions and generator
-# expressions, the operators (no `@`), `import math` / `from math import x` as the only imports, and
+# `+=` etc. (on a list, `+=` and `*=` change it in place, as in Python), return, if/elif/else, for
+# over range/list/tuple/str, while, break/continue, numbers, strings, f-strings, lists/tuples (flat),
+# subscripts and slices, list comprehensions and generator expressions, the operators (no `@`),
+# `import math` / `from math import x` as the only imports, and
 # calls of abs min max round int float sum len range pow divmod bool list tuple sorted print and
 # math.<whitelisted function>. No methods (`xs.append`), no keyword arguments (except to print),
 # no lambda/class/try/with/raise/global/del/dict/set.
@@ -72,11 +101,12 @@
 from __future__ import annotations
 
 import ast
-import functools
 import math
 import re
+import threading
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 
 __all__ = ["ProgramResult", "run_program"]
@@ -88,8 +118,22 @@ MAX_INT_BITS = 10_000          # ~3,000 decimal digits: far beyond any word prob
 MAX_SEQ_LEN = 10_000
 MAX_STR_LEN = 1_000
 MAX_PRINTS = 1_000
+MAX_ALLOC_BYTES = 64 * 2**20   # 64 MB built in total: a word problem builds a few kilobytes
 MAX_SOURCE_CHARS = 20_000      # GSM8K-length programs are ~1-2k characters
 MAX_AST_DEPTH = 100            # fixed (not a keyword): checked once per source, and the check is cached
+MAX_OP_COST = 1_000_000        # fixed: digit operations one C-level integer call may cost (~2 ms here)
+CLOCK_EVERY = 32               # fixed: most steps between two looks at the clock (a look costs ~70 ns)
+PARSE_CACHE_BYTES = 8 * 2**20  # estimated memory of all cached trees together
+PARSE_CACHE_ENTRY_BYTES = 2**20  # a tree estimated bigger than this is not cached (parsed each time)
+
+# Estimates behind the budgets above (CPython 3.11, 64-bit; measured, then rounded up).
+_NODE_BYTES = 500      # one syntax-tree node with its fields: 360-440 bytes measured
+_SLOT_BYTES = 8        # one list/tuple slot (a pointer); the element it points to is charged on its own
+_FRESH_BYTES = {range: 32, str: 80}   # elements C creates anew when it unpacks these into a list:
+                                      # ints (28-32 B each), 1-char strings (up to ~80 B outside Latin-1)
+_BULK = 16             # a container op over more elements than this reads the clock right after
+_BULK_BITS = 1024      # so does an integer operation with an answer bigger than this
+_DIGIT_BITS = 30       # CPython's int digit size: the unit of MAX_OP_COST
 
 
 @dataclass(frozen=True)
@@ -180,8 +224,14 @@ _BUILTIN_NAMES = {
 }
 
 _SCALARS = (int, float, bool, str, type(None))
+_LIST_TYPES = frozenset({list, tuple})
 _NUMBERS = (int, float, bool)
 _SEQUENCES = (list, tuple, str, range)
+
+
+def _digits(bits: int) -> int:
+    """How many 30-bit digits CPython uses for an int of this many bits (the unit of MAX_OP_COST)."""
+    return bits // _DIGIT_BITS + 1
 
 
 def _refuse(node: ast.AST, what: str) -> ProgramError:
@@ -206,37 +256,50 @@ def _check_target(node: ast.AST, subscript_ok: bool = True) -> None:
     raise _refuse(node, f"assignment to {_node_word(node)}")
 
 
-@functools.lru_cache(maxsize=256)   # hits when the same program is scored again (evaluation, voting)
-def _parse_and_check(source: str) -> tuple[ast.Module | None, ProgramError | None]:
-    """Parse once per distinct source (cached) and check every node against the whitelist.
+def _target_names(target: ast.AST, out: set) -> None:
+    """The names an assignment target binds: `x`, `a, b`, `[a, b]` (but not `xs[i]`, which binds none)."""
+    if isinstance(target, ast.Name):
+        out.add(target.id)
+    elif isinstance(target, (ast.Tuple, ast.List)):
+        for elt in target.elts:
+            _target_names(elt, out)
+
+
+def _check_source(source: str) -> tuple[ast.Module | None, ProgramError | None, int]:
+    """Parse one source and check every node against the whitelist (cached: see _ParseCache).
 
     Checking the whole tree up front (not just the branches that happen to run) means a forbidden
     construct is refused even in dead code, and the answer does not depend on the data.
-    Returns (tree, None) or (None, error); the cache stores both outcomes.
+    Returns (tree, None, nodes) or (None, error, nodes); `nodes` (how many were walked) lets the
+    cache estimate the tree's memory. Each `def solution()` node also gets `_local_names`, the set
+    of names assigned anywhere in its body: Python's rule for what is local to a function.
     """
-    if len(source) > MAX_SOURCE_CHARS:
-        return None, ProgramError(f"program longer than {MAX_SOURCE_CHARS} characters")
     try:
         with warnings.catch_warnings():          # e.g. invalid escape sequences in a docstring
             warnings.simplefilter("ignore")
             tree = ast.parse(source, mode="exec")
     except SyntaxError as e:
-        return None, ProgramError(f"syntax error: {e.msg}", e.lineno)
+        return None, ProgramError(f"syntax error: {e.msg}", e.lineno), 0
     except (ValueError, MemoryError, RecursionError) as e:   # null bytes, absurd nesting
-        return None, ProgramError(f"unparsable program ({type(e).__name__})")
+        return None, ProgramError(f"unparsable program ({type(e).__name__})"), 0
 
     # Iterative depth-first walk in source order (no recursion, so any tree size is fine; the first
     # offending construct is the one reported). Stack items: (node, depth, in_function, in_loop).
+    # Depth-first order also means every node of a function is visited before the next top-level
+    # statement, so `func_locals` (the current solution()'s local names) is always the right set.
     stack = [(tree, 0, False, False)]
+    nodes = 0
+    func_locals: set = set()
     while stack:
         node, depth, in_func, in_loop = stack.pop()
         kind = type(node)
         if kind in _LEAF_NODES:             # Load/Store/operators: allowed, nothing below them
             continue
+        nodes += 1
         if depth > MAX_AST_DEPTH:
-            return None, _refuse(node, f"nesting deeper than {MAX_AST_DEPTH}")
+            return None, _refuse(node, f"nesting deeper than {MAX_AST_DEPTH}"), nodes
         if kind not in _ALLOWED_NODES:
-            return None, _refuse(node, _node_word(node))
+            return None, _refuse(node, _node_word(node)), nodes
         children = []                       # (what ast.iter_child_nodes gives, but faster)
         for field in node._fields:
             value = getattr(node, field, None)
@@ -260,22 +323,33 @@ def _parse_and_check(source: str) -> tuple[ast.Module | None, ProgramError | Non
                 if a.args or a.posonlyargs or a.kwonlyargs or a.vararg or a.kwarg or node.decorator_list:
                     raise _refuse(node, "arguments or decorators on solution()")
                 children, in_func, in_loop = node.body, True, False
+                # Filled in as the body is walked. Stored on the (cached, never mutated) tree node, so
+                # the interpreter reads it for free on every call.
+                func_locals = node._local_names = set()
             elif isinstance(node, ast.AnnAssign):
                 _check_target(node.target)       # the annotation is never evaluated: not walked
                 children = [node.target] + ([node.value] if node.value is not None else [])
+                if in_func:                      # `x: int` alone makes x local too, as in Python
+                    _target_names(node.target, func_locals)
             elif isinstance(node, ast.Assign):
                 for t in node.targets:
                     _check_target(t)
+                    if in_func:
+                        _target_names(t, func_locals)
             elif isinstance(node, ast.AugAssign):
                 if isinstance(node.target, (ast.Tuple, ast.List)):
                     raise _refuse(node, "augmented assignment to a tuple")
                 _check_target(node.target)
+                if in_func:                      # `total += 1` reads total first: local, so unbound
+                    _target_names(node.target, func_locals)
             elif isinstance(node, (ast.For, ast.comprehension)):
                 _check_target(node.target, subscript_ok=False)
                 if getattr(node, "is_async", 0):
                     raise _refuse(node, "async for")
-                if isinstance(node, ast.For):
+                if isinstance(node, ast.For):    # (a comprehension's variables stay in its own scope)
                     children, loop_body = [node.target, node.iter], node.body
+                    if in_func:
+                        _target_names(node.target, func_locals)
             elif isinstance(node, ast.While):
                 children, loop_body = [node.test], node.body
             elif isinstance(node, ast.Return):
@@ -312,13 +386,74 @@ def _parse_and_check(source: str) -> tuple[ast.Module | None, ProgramError | Non
                 if type(node.value) not in (int, float, bool, str, type(None)):
                     raise _refuse(node, f"{type(node.value).__name__} literal")
         except ProgramError as e:
-            return None, e
+            return None, e, nodes
         # `else:` of a loop runs outside it (break there belongs to an outer loop).
         orelse = node.orelse if loop_body else []
         ordered = ([(c, in_loop) for c in children] + [(c, True) for c in loop_body]
                    + [(c, in_loop) for c in orelse])
         stack.extend((c, depth + 1, in_func, loop) for c, loop in reversed(ordered))
-    return tree, None
+    return tree, None, nodes
+
+
+class _ParseCache:
+    """The parse cache: source -> (tree, error), least recently used out, bounded by memory.
+
+    A count bound (`functools.lru_cache(256)`) is not a memory bound: a checked tree costs ~400 bytes
+    per node, so 256 long programs can hold more than a gigabyte while 256 word problems hold two
+    megabytes. Each entry here is charged its estimated size (nodes * _NODE_BYTES plus the source
+    string, which is the key), the total stays under PARSE_CACHE_BYTES, and a tree bigger than
+    PARSE_CACHE_ENTRY_BYTES is handed back without being kept (it would push out hundreds of
+    ordinary programs to save one re-parse). Both outcomes are cached: a refusal is as reusable as a tree.
+
+    Threads: a hit is one dict lookup and one move_to_end, each a single C call (atomic under the
+    GIL), so it takes no lock; this path runs for every scored program and a lock would cost more
+    than the lookup. Parsing happens outside any lock (it is the slow part, and two threads parsing
+    the same source both produce the same answer). Adding and evicting, which must keep the byte
+    count in step with the entries, is locked. `cache_clear()` and `cache_info()` mirror functools'.
+    """
+
+    def __init__(self, max_bytes: int, max_entry_bytes: int):
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = max_entry_bytes
+        self._entries: OrderedDict = OrderedDict()   # source -> (tree, error, estimated bytes)
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, source: str) -> tuple[ast.Module | None, ProgramError | None]:
+        if len(source) > MAX_SOURCE_CHARS:           # refused before parsing: nothing to cache
+            return None, ProgramError(f"program longer than {MAX_SOURCE_CHARS} characters")
+        entry = self._entries.get(source)
+        if entry is not None:
+            try:
+                self._entries.move_to_end(source)     # most recently used at the end
+            except KeyError:                          # evicted by another thread just now: still valid
+                pass
+            return entry[0], entry[1]
+        tree, error, nodes = _check_source(source)
+        # A refusal keeps no tree, only its message. (200: the entry's own dict/tuple overhead.)
+        size = (nodes * _NODE_BYTES if tree is not None else 0) + len(source) + 200
+        if size <= self.max_entry_bytes:
+            with self._lock:
+                if source not in self._entries:
+                    self._entries[source] = (tree, error, size)
+                    self._bytes += size
+                    while self._bytes > self.max_bytes:      # evict least recently used first
+                        _, (_, _, old) = self._entries.popitem(last=False)
+                        self._bytes -= old
+        return tree, error
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    def cache_info(self) -> dict:
+        with self._lock:
+            return {"entries": len(self._entries), "bytes": self._bytes, "max_bytes": self.max_bytes}
+
+
+# Hits when the same program is scored again (evaluation, voting, a PPO batch with repeats).
+_parse_and_check = _ParseCache(PARSE_CACHE_BYTES, PARSE_CACHE_ENTRY_BYTES)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -327,17 +462,29 @@ def _parse_and_check(source: str) -> tuple[ast.Module | None, ProgramError | Non
 class _Interpreter:
     """Walks one checked syntax tree. One instance per run; all state lives here."""
 
-    def __init__(self, max_steps, timeout_s, max_int_bits, max_seq_len, max_str_len, max_prints):
+    def __init__(self, deadline, max_steps, max_int_bits, max_seq_len, max_str_len, max_prints,
+                 max_alloc_bytes):
         self.max_steps = max_steps
-        self.deadline = time.perf_counter() + timeout_s
+        self.deadline = deadline            # a time.perf_counter() value, fixed by run_program
         self.max_int_bits = max_int_bits
+        self.small_bits = min(64, max_int_bits)   # ints up to this size are neither checked nor charged
         self.max_seq_len = max_seq_len
         self.max_str_len = max_str_len
         self.prints_left = max_prints
+        self.max_alloc_bytes = max_alloc_bytes
+        self.alloc_left = max_alloc_bytes   # the memory budget still unspent, in estimated bytes
         self.steps = 0
+        # tick() looks at the step budget and the clock when the step count reaches this. (Not at
+        # step 1: a typical word problem is over in ~20 steps and never needs to read the clock.)
+        self.next_check = min(CLOCK_EVERY, max_steps + 1)
         self.line = None                    # line of the statement being run, for error messages
         self.globals: dict = {}
         self.scopes: list[dict] = [self.globals]   # innermost last: globals, solution locals, comprehensions
+        # Python's scoping rule: inside solution(), `frame` is its locals dict and `local_names` every
+        # name assigned anywhere in its body (computed once by the checker). At the top level both are
+        # trivial: the frame is the globals and nothing is "local but unbound".
+        self.frame: dict = self.globals
+        self.local_names: set = set()
         self.math_aliases = {"math"}        # ReFT's executor has math in its globals; so do we
         self.math_imports: dict[str, str] = {}     # `from math import sqrt as s` -> {"s": "sqrt"}
         self.solution: ast.FunctionDef | None = None
@@ -345,18 +492,57 @@ class _Interpreter:
 
     # ---- budgets -------------------------------------------------------------------------------
     def tick(self) -> None:
+        # The hot path of the whole interpreter: one add and one compare. Everything else (the step
+        # budget, the clock) happens in check_budgets, every CLOCK_EVERY steps or sooner on demand.
         self.steps += 1
+        if self.steps >= self.next_check:
+            self.check_budgets()
+
+    def check_budgets(self) -> None:
         if self.steps > self.max_steps:
             raise ProgramError(f"step budget of {self.max_steps} exceeded")
-        if not self.steps & 63 and time.perf_counter() > self.deadline:
+        if time.perf_counter() > self.deadline:
             raise ProgramError("time budget exceeded")
+        # Reading the clock costs ~70 ns, a cheap step ~100-300 ns: every 32 steps adds ~1%, and 32
+        # cheap steps take well under a millisecond, so the deadline is overrun by at most that plus
+        # one bulk step (which calls bulk_work() to have the clock read right after it).
+        self.next_check = min(self.steps + CLOCK_EVERY, self.max_steps + 1)
+
+    def bulk_work(self) -> None:
+        """The current step does (or just did) a lot of work in C: read the clock at the next tick."""
+        self.next_check = 0
+
+    def charge(self, nbytes: int) -> None:
+        """Spend `nbytes` of the memory budget, refusing *before* the caller builds the thing."""
+        self.alloc_left -= nbytes
+        if self.alloc_left < 0:
+            raise ProgramError(f"memory budget of {self.max_alloc_bytes // 2**20} MB exceeded")
+        if nbytes > 4096:                   # building something big is bulk work too
+            self.next_check = 0
+
+    def charge_str(self, s: str, n: int | None = None) -> None:
+        """Charge a string of n characters made from s (1 byte a character, 4 when not ASCII)."""
+        n = len(s) if n is None else n
+        self.charge(50 + (n if s.isascii() else 4 * n))    # str.isascii() is O(1): a flag on the object
+
+    def op_cost(self, cost: int, what: str) -> None:
+        """Refuse one C-level integer call estimated at more than MAX_OP_COST digit operations."""
+        if cost > MAX_OP_COST:
+            raise ProgramError(f"{what} too costly ({cost:,} digit operations; limit {MAX_OP_COST:,})")
+        if cost > 10_000:                   # ~20 us and up: read the clock right after it
+            self.next_check = 0
 
     def check(self, v):
         """Values that can grow (ints, strings, lists, tuples) pass through here after each operation."""
         t = type(v)
         if t is int:
-            if v.bit_length() > self.max_int_bits:
-                raise ProgramError(f"integer larger than {self.max_int_bits} bits")
+            bits = v.bit_length()
+            if bits > self.small_bits:      # (one comparison for the everyday small int)
+                if bits > self.max_int_bits:
+                    raise ProgramError(f"integer larger than {self.max_int_bits} bits")
+                self.charge(28 + (bits >> 3))   # a big int is memory too: 10,000 of them are 12 MB
+                if bits > _BULK_BITS:       # making it took a while (up to ~0.2 ms): read the clock
+                    self.next_check = 0
         elif t is str:
             if len(v) > self.max_str_len:
                 raise ProgramError(f"string longer than {self.max_str_len} characters")
@@ -366,18 +552,28 @@ class _Interpreter:
             for x in v:                     # flat containers only: keeps every C-level op O(max_seq_len)
                 if type(x) not in _SCALARS:
                     raise ProgramError("nested sequences not allowed")
+            if len(v) > _BULK:
+                self.next_check = 0
         elif t is complex:                  # (-8) ** 0.5 is complex in Python 3
             raise ProgramError("complex number not allowed")
         elif t not in _SCALARS and t is not range:
             raise ProgramError(f"value of type {t.__name__} not allowed")   # defensive; unreachable
         return v
 
-    def eager_len(self, it) -> None:
+    def eager_len(self, it) -> int:
         """Before a builtin consumes an iterable in C (sum, max, list, ...), bound its length."""
         if type(it) not in _SEQUENCES:
             raise ProgramError(f"{type(it).__name__} is not iterable")
-        if len(it) > self.max_seq_len:
+        n = len(it)                         # len(range(10**30)) raises OverflowError: caught, refused
+        if n > self.max_seq_len:
             raise ProgramError(f"sequence longer than {self.max_seq_len}")
+        if n > _BULK:                       # sorting 10,000 big ints takes ~10 ms: read the clock after
+            self.next_check = 0
+        return n
+
+    def charge_copy(self, seq, n: int) -> None:
+        """Charge a new list/tuple of n slots filled from seq (before it is built)."""
+        self.charge(56 + n * (_SLOT_BYTES + _FRESH_BYTES.get(type(seq), 0)))
 
     # ---- dispatch --------------------------------------------------------------------------------
     def ev(self, node):
@@ -392,19 +588,36 @@ class _Interpreter:
             _STMT[type(stmt)](self, stmt)
 
     # ---- names -------------------------------------------------------------------------------------
+    def unbound(self, name: str) -> ProgramError:
+        return ProgramError(f"local variable '{name}' used before assignment (it is assigned somewhere "
+                            f"in solution(), so it is local everywhere in it)")
+
     def lookup(self, name: str):
         for scope in reversed(self.scopes):
             if name in scope:
                 return scope[name]
+            # Python's rule: a name local to solution() never falls through to the module's variable
+            # of the same name (`total = 5` outside, `total += 1` inside is an UnboundLocalError).
+            if scope is self.frame and name in self.local_names:
+                raise self.unbound(name)
         if name in self.math_imports and self.math_imports[name] in _MATH_CONSTANTS:
             return _MATH_CONSTANTS[self.math_imports[name]]
         if name in _BUILTIN_NAMES or name in self.math_imports or name == "solution":
             raise ProgramError(f"function '{name}' used as a value")
         raise ProgramError(f"name '{name}' is not defined")
 
+    def is_variable(self, name: str) -> bool:
+        """Does `name` name a variable here (shadowing a builtin or the math module)? Same rule as lookup."""
+        for scope in reversed(self.scopes):
+            if name in scope:
+                return True
+            if scope is self.frame and name in self.local_names:
+                raise self.unbound(name)
+        return False
+
     def is_math(self, name: str) -> bool:
         """Is `name` the math module here (imported or default, and not shadowed by a variable)?"""
-        return name in self.math_aliases and not any(name in scope for scope in self.scopes)
+        return name in self.math_aliases and not self.is_variable(name)
 
     def assign(self, target, value) -> None:
         if isinstance(target, ast.Name):
@@ -445,7 +658,14 @@ class _Interpreter:
     def s_AugAssign(self, node):
         t = node.target
         if isinstance(t, ast.Name):
-            self.scopes[-1][t.id] = self.binop(node.op, self.lookup(t.id), self.ev(node.value))
+            # Python's order: read the target first (an unbound local fails before the right side runs).
+            current = self.lookup(t.id)
+            value = self.ev(node.value)
+            if type(current) is list and type(node.op) in (ast.Add, ast.Mult):
+                value = self.inplace(current, node.op, value)   # xs += ys changes xs itself
+            else:
+                value = self.binop(node.op, current, value)
+            self.scopes[-1][t.id] = value
         else:
             seq, index = self.lookup(t.value.id), self.ev(t.slice)
             if type(seq) is not list or type(index) not in (int, bool):
@@ -454,6 +674,24 @@ class _Interpreter:
             if type(value) not in _SCALARS:          # xs[0] *= [1] would nest a list in a list
                 raise ProgramError("nested sequences not allowed")
             seq[index] = value
+
+    def inplace(self, xs: list, op, other) -> list:
+        """`xs += seq` and `xs *= n` on a list: Python changes the list in place (every other name
+        for it sees the change), and += takes any iterable (`xs += 'ab'` appends two letters)."""
+        if type(op) is ast.Add:
+            n = self.eager_len(other)
+            if len(xs) + n > self.max_seq_len:
+                raise ProgramError("sequence too long")
+            self.charge(n * (_SLOT_BYTES + _FRESH_BYTES.get(type(other), 0)))  # only the growth
+            xs += other
+            return xs
+        if type(other) not in (int, bool):
+            raise ProgramError(f"can't multiply a list by {type(other).__name__}")
+        if len(xs) * other > self.max_seq_len:     # checked before building, as for xs * n
+            raise ProgramError("sequence too long")
+        self.charge(max(0, len(xs) * (other - 1)) * _SLOT_BYTES)
+        xs *= other
+        return xs
 
     def s_If(self, node):
         self.run_block(node.body if self.ev(node.test) else node.orelse)
@@ -528,7 +766,7 @@ class _Interpreter:
         if type(v) not in _NUMBERS:
             raise ProgramError(f"bad operand type for unary operator: {type(v).__name__}")
         if op is ast.USub:
-            return -v
+            return self.check(-v)  # a new number (a big one is charged to the memory budget)
         if op is ast.UAdd:
             return +v
         return self.check(~v)      # ast.Invert; TypeError on floats is caught by run_program
@@ -555,9 +793,11 @@ class _Interpreter:
         return self.ev(node.body) if self.ev(node.test) else self.ev(node.orelse)
 
     def e_List(self, node):
+        self.charge(56 + _SLOT_BYTES * len(node.elts))
         return self.check([self.ev(e) for e in node.elts])
 
     def e_Tuple(self, node):
+        self.charge(56 + _SLOT_BYTES * len(node.elts))
         return self.check(tuple(self.ev(e) for e in node.elts))
 
     def e_Subscript(self, node):
@@ -567,7 +807,16 @@ class _Interpreter:
             raise ProgramError(f"{type(seq).__name__} is not subscriptable")
         if type(index) not in (int, bool, slice):
             raise ProgramError("indices must be integers or slices")
-        return seq[index]          # a slice is never longer than its (bounded) sequence
+        if type(index) is slice and type(seq) is not range:
+            # A slice is never longer than its sequence, but it is a new one: charge it before it is
+            # made (a 20,000-character docstring sliced in a loop is 20 kB a step). The slice of a
+            # range is a range: lazy, free. len(range(n)[index]) is the slice's length, in O(1).
+            n = len(range(len(seq))[index])
+            if type(seq) is str:
+                self.charge_str(seq, n)
+            else:
+                self.charge_copy(seq, n)
+        return seq[index]
 
     def e_Slice(self, node):
         parts = [None if p is None else self.ev(p) for p in (node.lower, node.upper, node.step)]
@@ -576,12 +825,22 @@ class _Interpreter:
         return slice(*parts)
 
     def e_JoinedStr(self, node):    # f-strings: "{x:.2f}" etc.
-        return self.check("".join(str(self.ev(v)) for v in node.values))
+        parts = [self.ev(v) for v in node.values]   # each a str: a literal piece or a formatted value
+        n = sum(map(len, parts))
+        if n > self.max_str_len:                    # refused before the pieces are glued together
+            raise ProgramError(f"string longer than {self.max_str_len} characters")
+        s = "".join(parts)
+        self.charge_str(s)
+        return s
 
     def e_FormattedValue(self, node):
         v = self.ev(node.value)
         if type(v) not in _SCALARS:
             raise ProgramError("only numbers and strings can be formatted")
+        # int -> decimal text is quadratic in the number of digits, and a b-bit int has at least
+        # (b - 1) * log10(2) + 1 digits: refuse before converting when those alone are too many.
+        if type(v) is int and (v.bit_length() - 1) * 0.30103 >= self.max_str_len:
+            raise ProgramError(f"string longer than {self.max_str_len} characters")
         if node.conversion == ord("r"):
             v = repr(v)
         elif node.conversion in (ord("s"), ord("a")):
@@ -593,10 +852,10 @@ class _Interpreter:
         return self.check(format(v, spec))
 
     def e_ListComp(self, node):
-        return self.check(self.comprehension(node))
+        return self.comprehension(node)
 
     def e_GeneratorExp(self, node):   # evaluated eagerly into a (bounded) list: sum(x for x in ...)
-        return self.check(self.comprehension(node))
+        return self.comprehension(node)
 
     def comprehension(self, node) -> list:
         out: list = []
@@ -605,6 +864,9 @@ class _Interpreter:
             self._comp_level(node, 0, out)
         finally:
             self.scopes.pop()
+        # Every element was checked (a scalar) and counted as it was added; only the slots are left
+        # to pay for. (The elements themselves cost steps, and big ones were charged when made.)
+        self.charge(56 + _SLOT_BYTES * len(out))
         return out
 
     def _comp_level(self, node, level: int, out: list) -> None:
@@ -618,7 +880,12 @@ class _Interpreter:
                 if level + 1 < len(node.generators):
                     self._comp_level(node, level + 1, out)
                 else:
-                    out.append(self.ev(node.elt))
+                    value = self.ev(node.elt)
+                    # Checked as each element arrives, not after: `[[0] * 10000 for i in range(10000)]`
+                    # is refused at its first row, before 10,000 rows (800 MB) exist.
+                    if type(value) not in _SCALARS:
+                        raise ProgramError("nested sequences not allowed")
+                    out.append(value)
                     if len(out) > self.max_seq_len:
                         raise ProgramError(f"sequence longer than {self.max_seq_len}")
 
@@ -632,9 +899,11 @@ class _Interpreter:
             if node.args or node.keywords:
                 raise ProgramError("solution() takes no arguments")
             return self.call_solution()
+        elif self.is_variable(f.id):                  # `max = 3` shadows the builtin, as in Python
+            raise ProgramError(f"'{f.id}' is a variable, not a function")
         elif f.id in self.math_imports:               # from math import sqrt
             name, table = self.math_imports[f.id], _MATH_FUNCTIONS
-        elif f.id in _BUILTIN_NAMES and not any(f.id in s for s in self.scopes):
+        elif f.id in _BUILTIN_NAMES:
             name, table = f.id, _BUILTINS
         else:
             raise ProgramError(f"call of '{f.id}' not allowed")
@@ -653,15 +922,18 @@ class _Interpreter:
             raise ProgramError("name 'solution' is not defined")
         if self.in_solution:                          # the only user function may not recurse
             raise ProgramError("recursion not allowed")
-        saved_scopes, saved_line = self.scopes, self.line
-        self.scopes, self.in_solution = [self.globals, {}], True
+        saved = self.scopes, self.frame, self.local_names, self.line
+        frame: dict = {}
+        self.scopes, self.frame, self.in_solution = [self.globals, frame], frame, True
+        self.local_names = self.solution._local_names     # set by the checker (_check_source)
         try:
             self.run_block(self.solution.body)
             value = None                              # fell off the end: Python returns None
         except _Return as r:
             value = r.value
         finally:
-            self.scopes, self.in_solution = saved_scopes, False
+            self.scopes, self.frame, self.local_names, saved_line = saved
+            self.in_solution = False
         self.line = saved_line
         return value
 
@@ -677,8 +949,14 @@ class _Interpreter:
         if op is ast.Sub:
             return self.check(a - b)
         if op is ast.Mult:
-            if ta is int and tb is int and a.bit_length() + b.bit_length() > self.max_int_bits + 1:
-                raise ProgramError(f"integer larger than {self.max_int_bits} bits")
+            if ta is int and tb is int:
+                bits_a, bits_b = a.bit_length(), b.bit_length()
+                if bits_a + bits_b > self.max_int_bits + 1:   # the product has at least bits_a+bits_b-1
+                    raise ProgramError(f"integer larger than {self.max_int_bits} bits")
+                if bits_a > 3000 and bits_b > 3000:
+                    # Within the default max_int_bits this is at most ~28k digit operations (tens of
+                    # microseconds); the cost check binds only when a caller raises max_int_bits.
+                    self.op_cost(_digits(bits_a) * _digits(bits_b), "multiplication")
             return self.check(a * b)
         if op is ast.Div:
             return a / b
@@ -692,42 +970,64 @@ class _Interpreter:
             if ta is not float and tb is not float and b > 0 and a and a.bit_length() + b > self.max_int_bits:
                 raise ProgramError(f"integer larger than {self.max_int_bits} bits")
             return self.check(a << b)
+        # The bit operations never outgrow their operands, but their answers are new integers: checked
+        # like every other, so a big one is charged to the memory budget.
         if op is ast.RShift:
-            return a >> b
+            return self.check(a >> b)
         if op is ast.BitAnd:
-            return a & b
+            return self.check(a & b)
         if op is ast.BitOr:
-            return a | b
+            return self.check(a | b)
         if op is ast.BitXor:
-            return a ^ b
+            return self.check(a ^ b)
         raise ProgramError(f"operator {op.__name__} not allowed")     # unreachable after the check
 
     def power(self, a, b):
-        """a ** b, refusing before computing when an integer result would be too large."""
+        """a ** b, refusing before computing when an integer result would be too large or too slow."""
         if type(a) is not float and type(b) is not float and b > 0 and abs(a) > 1:
             # |a| >= 2**(L-1), so |a|**b has at least (L-1)*b + 1 bits: refuse without computing.
-            if (abs(a).bit_length() - 1) * b + 1 > self.max_int_bits:
+            bits = abs(a).bit_length()
+            if (bits - 1) * b + 1 > self.max_int_bits:
                 raise ProgramError(f"integer larger than {self.max_int_bits} bits")
+            # The work is dominated by the last squaring, of a number half the result's size (at most
+            # bits*b bits): at most a quarter of d*d digit operations for a d-digit result.
+            d = _digits(bits * b)
+            self.op_cost(d * d // 4, "power")
         return a ** b              # float overflow raises OverflowError, caught by run_program
 
     def sequence_binop(self, op, a, b):
         ta, tb = type(a), type(b)
+        # Both the length and the memory are checked *before* building: [0] * 10**10 never exists.
         if op is ast.Add and ta is tb and ta in (list, tuple, str):
-            if len(a) + len(b) > (self.max_str_len if ta is str else self.max_seq_len):
+            n = len(a) + len(b)
+            if n > (self.max_str_len if ta is str else self.max_seq_len):
                 raise ProgramError("sequence too long")
+            if ta is str:
+                self.charge(50 + (n if a.isascii() and b.isascii() else 4 * n))
+            else:
+                self.charge_copy(a, n)
             return a + b
         if op is ast.Mult:
             seq, n = (a, b) if tb in (int, bool) else (b, a)
             if type(seq) in (list, tuple, str) and type(n) in (int, bool):
                 limit = self.max_str_len if type(seq) is str else self.max_seq_len
-                if len(seq) * n > limit:              # check *before* building [0] * 10**10
+                size = len(seq) * n
+                if size > limit:
                     raise ProgramError("sequence too long")
+                if type(seq) is str:
+                    self.charge_str(seq, max(size, 0))
+                else:
+                    self.charge_copy(seq, max(size, 0))
                 return seq * n
         # str % x would be printf-style formatting with unbounded widths: not offered.
         raise ProgramError(f"unsupported operand types for {op.__name__}: {ta.__name__}, {tb.__name__}")
 
     def compare(self, op, a, b) -> bool:
         op = type(op)
+        if type(a) in _LIST_TYPES or type(b) in _LIST_TYPES:
+            # Comparing or searching 10,000 elements is bulk work (~8 ms when they are big ints
+            # equal but for their last digit): have the clock read right after it.
+            self.bulk_work()
         if op is ast.Eq:
             return a == b
         if op is ast.NotEq:
@@ -836,11 +1136,19 @@ def _b_pow(it, a, b, mod=None):
         return it.power(a, b)
     if type(a) is float or type(b) is float or type(mod) not in (int, bool):
         raise ProgramError("pow() with a modulus needs integers")
-    return pow(a, b, mod)      # modular: every intermediate is smaller than mod (itself bounded)
+    # Modular: every intermediate is smaller than mod, so the size is harmless, but the time is not.
+    # Square-and-multiply does one squaring and one reduction modulo `mod` per bit of the exponent
+    # (a negative exponent first inverts a, which costs about as much as one reduction), each about
+    # d*d digit operations for a d-digit modulus; reducing a first costs digits(a) * d. With
+    # 10,000-bit operands that is ~10**9: seconds inside one C call that no timer can interrupt.
+    d = _digits(abs(mod).bit_length())
+    it.op_cost((abs(b).bit_length() + 1) * d * d + _digits(abs(a).bit_length()) * d, "pow() with a modulus")
+    return pow(a, b, mod)
 
 
 def _b_divmod(it, a, b):
-    return divmod(_number(a, "divmod"), _number(b, "divmod"))
+    q, r = divmod(_number(a, "divmod"), _number(b, "divmod"))
+    return it.check(q), it.check(r)        # two new numbers: checked (and charged) like any other
 
 
 def _b_bool(it, x=False):
@@ -848,17 +1156,17 @@ def _b_bool(it, x=False):
 
 
 def _b_list(it, seq=()):
-    it.eager_len(seq)
+    it.charge_copy(seq, it.eager_len(seq))
     return list(seq)
 
 
 def _b_tuple(it, seq=()):
-    it.eager_len(seq)
+    it.charge_copy(seq, it.eager_len(seq))
     return tuple(seq)
 
 
 def _b_sorted(it, seq):
-    it.eager_len(seq)
+    it.charge_copy(seq, it.eager_len(seq))
     return sorted(seq)
 
 
@@ -886,27 +1194,61 @@ def _m_plain(fn):
     return lambda it, *args: fn(*args)
 
 
+# factorial, comb and perm: the size of the answer is known in advance, through log-gamma:
+# log2(n!) = lgamma(n + 1) / ln 2. A float estimate is good to many digits here; a margin of 2 bits
+# covers its rounding. When n is too big for that (or for a float), the plain bound
+# "a product of k factors of at most bits(n) bits each" decides, and is just as cheap.
+_LOG2_E = 1 / math.log(2)
+
+
+def _log2_falling(n: int, k: int) -> float:
+    """log2(n * (n-1) * ... * (n-k+1)) = log2(n! / (n-k)!), for 0 <= k <= n."""
+    if n < 2**50:
+        return (math.lgamma(n + 1) - math.lgamma(n - k + 1)) * _LOG2_E
+    return float(k * n.bit_length())           # each factor has at most bits(n) bits
+
+
+def _check_result_bits(it, log2_result: float, what: str) -> None:
+    if log2_result - 2 > it.max_int_bits:
+        raise ProgramError(f"integer larger than {it.max_int_bits} bits")
+    # CPython builds these by splitting the product in halves; the last multiply, two halves of the
+    # answer, dominates: about a quarter of d*d digit operations for a d-digit answer.
+    d = _digits(max(int(log2_result), 0))
+    it.op_cost(d * d // 4, what)
+
+
 def _m_factorial(it, n):
-    if type(n) not in (int, bool) or n > 1500:        # 1500! has ~13k bits: refused after, cheaply
-        raise ProgramError("factorial() needs an integer <= 1500")
-    return math.factorial(n)
+    if type(n) not in (int, bool):
+        raise ProgramError("factorial() needs an integer")
+    if n > 0:                                  # (negative n: math.factorial raises ValueError, caught)
+        if n > it.max_int_bits:                # n! > 2**n from n = 4 on: no need to estimate
+            raise ProgramError(f"integer larger than {it.max_int_bits} bits")
+        _check_result_bits(it, _log2_falling(n, n), "factorial()")
+    return it.check(math.factorial(n))
 
 
 def _m_comb(it, n, k):
     if type(n) not in (int, bool) or type(k) not in (int, bool):
         raise ProgramError("comb() needs integers")
-    if n >= 0 and 0 <= k <= n and min(k, n - k) * max(n.bit_length(), 1) > it.max_int_bits:
-        raise ProgramError(f"integer larger than {it.max_int_bits} bits")
-    return math.comb(n, k)
+    if n >= 0 and 0 <= k <= n:                 # (otherwise 0, or ValueError: cheap)
+        k = min(k, n - k)                      # C(n, k) = C(n, n-k): the shorter product
+        if k > 1:
+            if k > it.max_int_bits:            # C(n, k) >= (n/k)**k >= 2**k when k <= n/2
+                raise ProgramError(f"integer larger than {it.max_int_bits} bits")
+            # log2 C(n, k) = log2(n!/(n-k)!) - log2(k!), and C(n, k) < 2**n whatever k is.
+            _check_result_bits(it, min(n, _log2_falling(n, k) - _log2_falling(k, k)), "comb()")
+    return it.check(math.comb(n, k))
 
 
 def _m_perm(it, n, k=None):
     if type(n) not in (int, bool) or (k is not None and type(k) not in (int, bool)):
         raise ProgramError("perm() needs integers")
     kk = n if k is None else k
-    if n >= 0 and 0 <= kk <= n and kk * max(n.bit_length(), 1) > it.max_int_bits:
-        raise ProgramError(f"integer larger than {it.max_int_bits} bits")
-    return math.perm(n, k)
+    if n >= 0 and 1 < kk <= n:
+        if kk > it.max_int_bits:               # perm(n, k) >= k! >= 2**k from k = 4 on
+            raise ProgramError(f"integer larger than {it.max_int_bits} bits")
+        _check_result_bits(it, _log2_falling(n, kk), "perm()")
+    return it.check(math.perm(n, k))
 
 
 def _m_prod(it, seq, start=1):
@@ -960,12 +1302,14 @@ def run_program(
     max_seq_len: int = MAX_SEQ_LEN,
     max_str_len: int = MAX_STR_LEN,
     max_prints: int = MAX_PRINTS,
+    max_alloc_bytes: int = MAX_ALLOC_BYTES,
 ) -> ProgramResult:
     """Run a P-CoT program safely and return its numeric answer or an error message. Never raises.
 
     The answer is `solution()`'s return value when `solution` is defined, else the top-level
     variable `result` (or `answer`). It must be a finite int or float (not bool).
     """
+    start = time.perf_counter()                 # the time budget covers parsing too
     if not isinstance(source, str):
         return ProgramResult(None, f"program must be a string, not {type(source).__name__}")
     try:
@@ -974,7 +1318,11 @@ def run_program(
         return ProgramResult(None, _short(f"unparsable program ({type(e).__name__}: {e})"))
     if error is not None:
         return _failure(error, error.line)
-    it = _Interpreter(max_steps, timeout_s, max_int_bits, max_seq_len, max_str_len, max_prints)
+    try:
+        it = _Interpreter(start + timeout_s, max_steps, max_int_bits, max_seq_len, max_str_len, max_prints,
+                          max_alloc_bytes)
+    except Exception as e:                      # e.g. min(64, "a") from a nonsense budget argument
+        return ProgramResult(None, _short(f"bad budget ({type(e).__name__}: {e})"))
     try:
         it.run_block(tree.body)
         if it.solution is not None:
@@ -1009,55 +1357,3 @@ def _failure(error: ProgramError, line: int | None) -> ProgramResult:
 def _short(message: str, limit: int = 200) -> str:
     """Error messages can quote the program (int('xxx...')); keep them log-sized."""
     return message if len(message) <= limit else message[: limit - 3] + "..."
-
-
-# --------------------------------------------------------------------------------------------------
-# Benchmark / sanity check on ReFT's SVAMP programs:
-#     python -m reft_mini.program [path/to/svamp_python_sdp.json]
-# --------------------------------------------------------------------------------------------------
-def _main(argv: list[str] | None = None) -> int:
-    import argparse
-    import json
-    import statistics
-    from pathlib import Path
-
-    default = Path(__file__).resolve().parents[1].parent / "shared/datasets/mwp_ReFT/svamp_python_sdp.json"
-    parser = argparse.ArgumentParser(description="Run every program of a ReFT *_python_sdp.json file.")
-    parser.add_argument("path", nargs="?", default=str(default))
-    args = parser.parse_args(argv)
-    records = json.loads(Path(args.path).read_text())
-
-    def timed(src):
-        t0 = time.perf_counter()
-        res = run_program(src)
-        return res, (time.perf_counter() - t0) * 1e6
-
-    cold, warm, misses, rounded = [], [], [], []
-    for rec in records:
-        res, us = timed(rec["answer_cot"])     # first time: parse + check + run
-        cold.append(us)
-        warm.append(timed(rec["answer_cot"])[1])  # again: the parsed tree comes from the cache
-        gold = float(rec["answer_value"])
-        if not res.ok or abs(res.value - gold) > 1e-2:       # reward.TOLERANCE, the paper's
-            misses.append((rec["item_id"], rec["answer_value"], res.value, res.error))
-        elif abs(res.value - gold) > 5e-4 * max(1.0, abs(gold)):
-            rounded.append(f"{rec['item_id']} ({res.value:.6g} vs {rec['answer_value']})")
-
-    n = len(records)
-    print(f"{args.path}")
-    print(f"reproduced answer_value (|pred-gold| <= 1e-2): {n - len(misses)}/{n} = {(n - len(misses)) / n:.2%}")
-    for item_id, gold, value, error in misses:
-        print(f"  miss {item_id}: gold {gold}, got {value if error is None else 'error: ' + error}")
-    print(f"within tolerance but off by > 0.05% (gold rounded by the annotators): {', '.join(rounded) or '-'}")
-
-    def pct(xs, q):
-        return sorted(xs)[min(len(xs) - 1, int(q * len(xs)))]
-
-    for name, xs in (("parse+check+run", cold), ("run (cached parse)", warm)):
-        print(f"{name:>20}: median {statistics.median(xs):7.1f} us   p90 {pct(xs, 0.9):7.1f} us   "
-              f"max {max(xs):8.1f} us per program")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

@@ -30,7 +30,7 @@ import re
 from reft_mini.program import run_program
 
 __all__ = [
-    "TOLERANCE", "extract_answer", "answers_match", "reward", "majority_vote",
+    "TOLERANCE", "extract_answer", "answers_match", "reward", "score_answer", "majority_vote",
     "canonical_number", "parse_number", "is_choice_answer",
 ]
 
@@ -95,9 +95,15 @@ def _number_from_match(m: re.Match) -> str | None:
     return canonical_number(-value if negative else value)
 
 
-def parse_number(text: str) -> str | None:
+def parse_number(text) -> str | None:
     """If the whole string is one number ("1,080", "$72", "-3", "0.50", "3/4", "<6%>"), its canonical
-    spelling; else None."""
+    spelling; a finite int or float gives its canonical spelling too; anything else (other text, None,
+    a bool, nan, inf) gives None. The project's one number parser: data.py reads gold answers with it,
+    so a gold answer and a model's answer are spelled alike."""
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, (int, float)):
+        return canonical_number(text) if math.isfinite(text) else None
     if not isinstance(text, str):
         return None
     m = _WHOLE_NUMBER.fullmatch(text)
@@ -190,7 +196,11 @@ def reward(text: str, gold: str, style: str, partial: float = 0.1) -> float:
     A gold answer that is one letter a-e switches on multiple-choice extraction. "Extracted" means:
     N-CoT, a number (or letter) after the trigger; P-CoT, the program ran and returned a number.
     """
-    predicted = extract_answer(text, style, choices=is_choice_answer(gold))
+    return score_answer(extract_answer(text, style, choices=is_choice_answer(gold)), gold, partial)
+
+
+def score_answer(predicted: str | None, gold: str, partial: float = 0.1) -> float:
+    """The reward of an already extracted answer: 1.0 right, `partial` wrong, 0.0 when there is none."""
     if predicted is None:
         return 0.0
     return 1.0 if answers_match(predicted, gold) else float(partial)

@@ -15,7 +15,7 @@ Layout of a batch (B prompts of different lengths, P = longest prompt, N = longe
                                    [a1 a2 a3 a4 a5]        (or at max_new_tokens: `ended` is False)
 
 Padding never changes the numbers: the model masks pad keys and counts positions over real tokens
-only, so a prompt sampled in a batch gets the same tokens and log-probs as sampled alone (tested).
+only, so a prompt sampled in a batch gets the same tokens and hidden states as sampled alone (tested).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ class Samples:
     prompt_mask: torch.Tensor    # (B,P) bool, True on real prompt tokens
     response: torch.Tensor       # (B,N) long, generated tokens, right-padded after the EOT
     response_mask: torch.Tensor  # (B,N) bool, True on generated tokens, including the EOT that ended it
-    logprobs: torch.Tensor       # (B,N) float32, log p(token) under softmax(logits/temperature); 0 on pads
     ended: torch.Tensor          # (B,) bool, True when the row emitted EOT before max_new_tokens
     hidden: torch.Tensor | None = None  # (B,N,C) final hidden state that *predicted* each response token
 
@@ -101,9 +100,10 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, eot_id: int, 
     drop_finished=False keeps finished rows in the batch to the end (slower, same numbers: for the
     benchmark and the tests).
 
-    temperature 0 means greedy decoding; its log-probs are then reported at temperature 1.
-    The log-probs are those of the *temperature-scaled full* distribution, which is what PPO's ratio
-    recomputes (top-k/top-p only restrict which tokens may be drawn).
+    temperature 0 means greedy decoding. The sampler returns no log-probs of its own: PPO computes
+    log pi_old from `Samples.hidden` with the same kernel (kernels.token_logprobs) it later uses for the
+    ratio, under the *temperature-scaled full* distribution (top-k/top-p only restrict which tokens may
+    be drawn), so the two can never be computed differently.
     """
     device = model.lm_weight().device
     prompt, prompt_mask = left_pad(prompts, eot_id, device)
@@ -120,7 +120,6 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, eot_id: int, 
     mask[:, :P] = prompt_mask
     response = torch.full((B, max_new_tokens), eot_id, dtype=torch.long, device=device)
     response_mask = torch.zeros((B, max_new_tokens), dtype=torch.bool, device=device)
-    logprobs = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     next_pos = prompt_mask.sum(1)                                          # (B,) position of the next token
 
@@ -135,7 +134,6 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, eot_id: int, 
         hidden[rows, n] = h
         logits = model.logits(h).float()                                   # (A,V)
         scaled = logits / temperature if temperature > 0 else logits
-        logp_all = torch.log_softmax(scaled, dim=-1)
         if temperature > 0:
             probs = torch.softmax(filter_logits(scaled, top_k, top_p), dim=-1)
             token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
@@ -144,7 +142,6 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, eot_id: int, 
         token = torch.where(alive, token, torch.full_like(token, eot_id))  # finished rows only pad
         response[rows, n] = token
         response_mask[rows, n] = alive
-        logprobs[rows, n] = torch.where(alive, logp_all.gather(1, token[:, None]).squeeze(1), 0.0)
         done[rows] |= token == eot_id
         alive = alive & (token != eot_id)
         if not bool(alive.any()) or n == max_new_tokens - 1:
@@ -163,5 +160,4 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, eot_id: int, 
         next_pos = next_pos + 1
     model.train(was_training)
     N = n + 1
-    return Samples(prompt, prompt_mask, response[:, :N], response_mask[:, :N], logprobs[:, :N], done.clone(),
-                   hidden[:, :N])
+    return Samples(prompt, prompt_mask, response[:, :N], response_mask[:, :N], done.clone(), hidden[:, :N])

@@ -11,11 +11,11 @@ ReFT (Luong et al., 2024) fine-tunes pretrained LLMs and so uses their tokenizer
   downloads its two files on first use; offline you can point ``path`` at a local GPT-2 checkpoint
   folder (its ``vocab.json`` + ``merges.txt``) or set ``TIKTOKEN_CACHE_DIR`` to a cache that has them.
 
-tiktoken has no trainer, so ``train_bpe`` below is a short, readable byte-pair-encoding trainer
-(Sennrich et al., 2016): start from the 256 single bytes and repeatedly merge the most frequent
-adjacent pair of tokens inside pre-tokenised "words". Regenerate the shipped file with
+This module only *loads* tokenizers. A tokenizer is not part of ReFT, so the short, readable
+byte-pair-encoding trainer (Sennrich et al., 2016) that made the shipped file lives beside that file.
+Regenerate it with
 
-    python -m reft_mini.tokenizer            # deterministic: same corpus, same merges, same bytes
+    python data/tokenizer/train_bpe.py       # deterministic: same corpus, same merges, same bytes
 
 Special tokens live in one place (``SPECIAL_TOKENS``). We use a single one, end-of-text, which also
 serves as padding: every batch carries a mask saying which positions are real, so a pad id never needs
@@ -25,9 +25,7 @@ to differ from EOT (hard-coded pad/eos ids are a classic source of bugs when swa
 from __future__ import annotations
 
 import base64
-import collections
 import os
-import re
 from pathlib import Path
 
 import tiktoken
@@ -43,11 +41,6 @@ REFT_MINI_VOCAB = 1024  # 256 bytes + 767 merges + EOT
 REFT_MINI_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 # GPT-2's pattern (as in its released encoder), needed when building the encoding from local files.
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-
-# Python's `re` has no \p{..} classes; for *training* we use the closest stdlib equivalent
-# ([^\W\d_] = a Unicode letter, \d = a Unicode digit). It only decides where merges may happen while
-# learning; encoding always uses tiktoken's own regex above, so the two never have to agree exactly.
-_TRAIN_SPLIT = re.compile(r"""'(?:[sdmt]|ll|ve|re)| ?[^\W\d_]+|\d| ?[^\s\w]+| ?_+|\s+(?!\S)|\s+""")
 
 
 def special_tokens(n_ranks: int) -> dict[str, int]:
@@ -70,7 +63,7 @@ def get_tokenizer(name: str = "reft_mini", path: str | os.PathLike | None = None
         file = Path(path) if path else REFT_MINI_FILE
         if not file.is_file():
             raise TokenizerError(
-                f"tokenizer file {file} is missing; regenerate it with `python -m reft_mini.tokenizer`"
+                f"tokenizer file {file} is missing; regenerate it with `python data/tokenizer/train_bpe.py`"
             )
         ranks = _load_ranks(file)
         return tiktoken.Encoding(
@@ -105,7 +98,7 @@ def _load_ranks(file: Path) -> dict[bytes, int]:
         except Exception:
             raise TokenizerError(
                 f"{file}:{lineno}: not a 'base64token rank' line; regenerate with "
-                "`python -m reft_mini.tokenizer`"
+                "`python data/tokenizer/train_bpe.py`"
             ) from None
     return ranks
 
@@ -121,83 +114,3 @@ def _gpt2_from_folder(folder: Path) -> tiktoken.Encoding:
     ranks = data_gym_to_mergeable_bpe_ranks(str(merges), str(vocab))
     return tiktoken.Encoding("gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
                              special_tokens=special_tokens(len(ranks)))
-
-
-# ----------------------------------------------------------------------------------------------------
-# The BPE trainer (used once, to make data/tokenizer/reft_mini.tiktoken)
-
-def train_bpe(texts: list[str], vocab_size: int = REFT_MINI_VOCAB) -> dict[bytes, int]:
-    """Learn byte-level BPE merges; returns tiktoken's `mergeable_ranks` (token bytes -> rank).
-
-    Ranks 0..255 are the single bytes, so *any* text round-trips (unknown characters fall back to
-    bytes). Each merge creates the next rank; tiktoken later applies merges lowest-rank-first, which
-    replays exactly the order in which they were learned. Ties are broken by the pair's bytes, so the
-    result is deterministic.
-    """
-    n_merges = vocab_size - 256 - 1  # the last id is EOT
-    # 1) Pre-tokenise and count distinct "words" (merges never cross a word boundary).
-    words = collections.Counter()
-    for text in texts:
-        words.update(_TRAIN_SPLIT.findall(text))
-    ranks = {bytes([b]): b for b in range(256)}
-    vocab = [bytes([b]) for b in range(256)]  # id -> bytes
-    # Each word as a list of token ids, with its count.
-    seqs = [(list(w.encode("utf-8")), c) for w, c in words.items()]
-    # 2) Greedily merge the most frequent adjacent pair.
-    for _ in range(n_merges):
-        pairs = collections.Counter()
-        for seq, c in seqs:
-            for a, b in zip(seq, seq[1:]):
-                pairs[a, b] += c
-        if not pairs:
-            break
-        (a, b), _count = max(pairs.items(), key=lambda kv: (kv[1], _neg(vocab[kv[0][0]] + vocab[kv[0][1]])))
-        new_id = len(vocab)
-        vocab.append(vocab[a] + vocab[b])
-        ranks[vocab[new_id]] = new_id
-        for seq, _c in seqs:  # replace every occurrence of (a, b) in place
-            i = 0
-            while i < len(seq) - 1:
-                if seq[i] == a and seq[i + 1] == b:
-                    seq[i:i + 2] = [new_id]
-                i += 1
-    return ranks
-
-
-def _neg(bs: bytes) -> tuple:
-    # `max` picks the highest count; among equal counts we want the lexicographically *smallest* bytes.
-    return tuple(-x for x in bs) + (1,)
-
-
-def write_ranks(ranks: dict[bytes, int], file: Path) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"{base64.b64encode(tok).decode()} {rank}" for tok, rank in sorted(ranks.items(), key=lambda kv: kv[1])]
-    tmp = file.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, file)
-
-
-def default_corpus() -> list[str]:
-    """The training text: prompts and both chain-of-thought styles of the synthetic training split."""
-    from reft_mini import data, synthetic
-
-    texts = []
-    for p in synthetic.load_synthetic("train"):
-        for style in data.STYLES:
-            texts.append(data.format_prompt(p.question, style) + data.target_completion(p, style))
-    return texts
-
-
-if __name__ == "__main__":
-    import argparse
-    ap = argparse.ArgumentParser(description="Train the reft_mini BPE on the synthetic training split.")
-    ap.add_argument("--out", default=str(REFT_MINI_FILE), help="where to write the .tiktoken file")
-    target = Path(ap.parse_args().out)
-    corpus = default_corpus()
-    ranks = train_bpe(corpus)
-    write_ranks(ranks, target)
-    enc = get_tokenizer("reft_mini", target)
-    n_chars = sum(len(t) for t in corpus)
-    n_tok = sum(len(enc.encode_ordinary(t)) for t in corpus)
-    print(f"wrote {target} ({len(ranks)} ranks + EOT = {enc.n_vocab} tokens); "
-          f"{n_chars / n_tok:.2f} characters per token on the training corpus")

@@ -1,4 +1,4 @@
-"""The benchmark (reft_mini/bench.py) runs end to end in --quick mode and writes every row as a finite number.
+"""The benchmark (tools/bench.py) runs end to end in --quick mode and writes every row as a finite number.
 
 It checks that the benchmark works, not that the targets are met: quick sizes are too small for the
 ratios to mean much, and timings depend on the machine.
@@ -6,11 +6,13 @@ ratios to mean much, and timings depend on the machine.
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import DATA_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,8 +20,11 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_quick_benchmark_writes_every_row_with_finite_numbers(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "reft_mini.bench", "--quick", "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    # As the README runs it: a script, from the repository root.
+    # The real data sets' folder comes from the tests' one lookup (conftest.py), passed as REFT_DATA_DIR.
+    env = {**os.environ, "REFT_DATA_DIR": str(DATA_DIR)}
+    proc = subprocess.run([sys.executable, "tools/bench.py", "--quick", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "met?" in proc.stdout                       # the table was printed
     result = json.loads(out.read_text())
@@ -41,7 +46,7 @@ def test_quick_benchmark_writes_every_row_with_finite_numbers(tmp_path):
             expected += [f"logprob_V{V}_{mode}_eager_time", f"logprob_V{V}_{mode}_eager_memory"]
     if importlib.util.find_spec("transformers") is not None:
         expected += ["hf_train_speed", "hf_sample_speed"]
-    if (REPO.parent / "shared" / "datasets" / "mwp_ReFT" / "svamp_python_sdp.json").is_file():
+    if (DATA_DIR / "mwp_ReFT" / "svamp_python_sdp.json").is_file():
         expected += ["program_us_cold", "program_us_cached"]
     missing = [k for k in expected if k not in rows]
     assert not missing, f"rows missing from the JSON: {missing}"

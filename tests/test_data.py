@@ -10,6 +10,7 @@ import tiktoken
 
 from reft_mini import data
 from reft_mini.data import Problem
+from reft_mini.reward import parse_number
 
 
 @pytest.fixture(scope="module")
@@ -137,12 +138,12 @@ def test_collate_shifts_and_pads(byte_enc):
 # ---- numbers and options ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("raw,want", [("72", "72"), ("1,080", "1080"), ("$5", "5"), ("203.0", "203"), (51.0, "51"),
-                                      ("-120.0", "-120"), ("0.6666666666666666", "0.6666666666666666"),
+                                      ("-120.0", "-120"), ("0.6666666666666666", "0.666666666666667"),
                                       ("19.45", "19.45"), ("50%", "50"), (" 7 ", "7"), ("-0.0", "0"), (3, "3"),
-                                      ("abc", None), ("", None), ("1/2", None), (None, None), (True, None),
+                                      ("abc", None), ("", None), ("1/2", "0.5"), (None, None), (True, None),
                                       ("nan", None), (float("inf"), None)])
-def test_canonical_number(raw, want):
-    assert data.canonical_number(raw) == want
+def test_gold_answers_are_read_with_the_one_number_parser(raw, want):
+    assert parse_number(raw) == want
 
 
 @pytest.mark.parametrize("line,want", [
@@ -164,7 +165,7 @@ def test_parse_options(line, want):
 # ---- real data sets (../shared/datasets) -----------------------------------------------------------------
 
 def _numeric(problems):
-    return all(data.canonical_number(p.answer) == p.answer for p in problems)
+    return all(parse_number(p.answer) == p.answer for p in problems)
 
 
 def test_gsm8k(shared_datasets):
@@ -200,12 +201,12 @@ def test_reft_svamp_files(shared_datasets):
     assert _numeric(nl) and _numeric(py) and _numeric(test)
     assert all(p.cot_nl and p.cot_program is None for p in nl)
     assert all(p.cot_program and p.cot_nl is None for p in py)
-    assert nl[0].answer == "203" and "0.6666666666666666" in {p.answer for p in nl}
+    assert nl[0].answer == "203" and "0.666666666666667" in {p.answer for p in nl}
     # the N-CoT is kept as written: it ends "... the answer is <203>." with (nearly always) the gold value
     close = 0
     for p in nl:
         m = re.search(r"<([^<>]*)>\.?\s*$", p.cot_nl)
-        value = data.canonical_number(m.group(1)) if m else None
+        value = parse_number(m.group(1)) if m else None
         close += value is not None and abs(float(value) - float(p.answer)) <= 1e-2
     assert close >= 3070
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from reft_mini import data, reward
+from reft_mini import data, evaluation, reward
 from reft_mini.checkpoint import save_checkpoint
 from reft_mini.config import UserError, parse_config
 from reft_mini.model import GPT, GPTConfig, PRESETS, config_from_preset
@@ -73,21 +73,24 @@ def test_score_maj_pass_rerank_and_no_answer_on_a_constructed_problem():
     assert m["no answer (samples)"] == pytest.approx(0.25)
 
 
-def test_read_answer_gives_the_training_reward():
+def test_score_completion_gives_the_training_reward():
     p = data.Problem("x", "Tom has 3 apples and buys 4. How many?", "7")
     for text in ["3+4=7.\n#### 7", "The answer is 8", "no idea", "#### 7.0", ""]:
-        answer, r = ev.read_answer(p, text, "nl")
+        answer, r = evaluation.score_completion(p.question, p.answer, text, "nl")
         assert r == reward.reward(data.answer_text(p.question, text, "nl"), p.answer, "nl")
         assert (answer is None) == (r == 0.0)
     for body in ["    a = 3\n    b = 4\n    result = a + b\n    return result\n",
                  "    result = 3 * 4\n    return result\n", "    return (\n"]:
-        answer, r = ev.read_answer(p, body, "program")
+        answer, r = evaluation.score_completion(p.question, p.answer, body, "program")
         assert r == reward.reward(data.answer_text(p.question, body, "program"), p.answer, "program")
 
 
 class FakeEnc:
-    """Just what run_jobs needs from a tokenizer."""
+    """Just what evaluation.complete needs from a tokenizer: characters as token ids 0..95."""
     eot_token = 96
+
+    def encode_ordinary(self, text):
+        return [ord(c) % 96 for c in text]
 
     def decode(self, ids):
         return " ".join(map(str, ids))
@@ -97,19 +100,20 @@ def test_rerank_value_is_read_at_the_state_that_emits_the_final_token():
     torch.manual_seed(0)
     model = GPT(GPTConfig(**{**PRESETS["tiny"], "vocab_size": 97})).eval()
     torch.nn.init.normal_(model.value_head[1].weight)             # a head that says something
-    prompts = [[5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8], [9]]
-    jobs = [0, 1, 2, 2, 1]
+    problems = [data.Problem(str(i), q, "1") for i, q in enumerate(["ab", "a much longer question", "c"])]
     gen = torch.Generator().manual_seed(0)
-    texts, values = ev.run_jobs(model, FakeEnc(), prompts, jobs, 1.0, 10, 64, gen, True)
-    assert len(texts) == len(values) == len(jobs)
-    for job, text, value in zip(jobs, texts, values):
-        response = [int(t) for t in text.split()]                   # decoded without the EOT
-        full = response if len(response) == 10 else response + [FakeEnc.eot_token]   # ended or cut
-        # Alone, unpadded: the hidden state at the token before the final one (the last prompt token
-        # when the answer is a lone EOT).
-        seq = torch.tensor([prompts[job] + full[:-1]])
-        expected = model.values(model(seq))[0, -1].item()
-        assert value == pytest.approx(expected, abs=1e-5)
+    texts, values = evaluation.complete(model, FakeEnc(), problems, "nl", 10, 1.0, 2, 64, gen, with_values=True)
+    assert [len(t) for t in texts] == [len(v) for v in values] == [2, 2, 2]
+    for p, ts, vs in zip(problems, texts, values):
+        prompt = data.encode_prompt(FakeEnc(), p.question, "nl")
+        for text, value in zip(ts, vs):
+            response = [int(t) for t in text.split()]               # decoded without the EOT
+            full = response if len(response) == 10 else response + [FakeEnc.eot_token]   # ended or cut
+            # Alone, unpadded: the hidden state at the token before the final one (the last prompt token
+            # when the answer is a lone EOT).
+            seq = torch.tensor([prompt + full[:-1]])
+            expected = model.values(model(seq))[0, -1].item()
+            assert value == pytest.approx(expected, abs=1e-5)
 
 
 # ------------------------------------------------------------------------------------------ end to end
@@ -119,7 +123,7 @@ def tokenizer_path(tmp_path_factory):
     """The shipped tokenizer when it exists (None = use it); else a small BPE trained here."""
     if REFT_MINI_FILE.is_file():
         return None
-    from reft_mini.tokenizer import train_bpe, write_ranks
+    from train_bpe import train_bpe, write_ranks  # data/tokenizer/train_bpe.py
     corpus = ["Question:\nTom has 3 apples and buys 14 more. How many apples does he have?\nAnswer reasoning:\n"
               "3+14=17.\n#### 17", "def solution():\n    result = 3 + 4\n    return result\n"] * 3
     file = tmp_path_factory.mktemp("tok") / "small.tiktoken"
@@ -190,23 +194,22 @@ def test_end_to_end_two_checkpoints_same_seed_same_results(tmp_path, tokenizer_p
 
 
 def test_greedy_completions_are_the_ones_training_evaluation_sees(tmp_path, tokenizer_path, synthetic_ready):
-    # evaluate.py has its own sampling loop (it keeps tokens for the value pass); its greedy answers must
-    # still be exactly what reft_mini/evaluation.py (used during training) produces.
-    from reft_mini.evaluation import complete
+    # evaluate.py and the training scripts share reft_mini/evaluation.py: the greedy answers evaluate.py
+    # reports are exactly what training-time evaluation computes.
     a = make_checkpoint(tmp_path / "a.pt", tokenizer_path, seed=3)
     out = tmp_path / "eval"
     run([str(a), "--splits=test", "--limit=6", "--k=", f"--out={out}", "--progress=false"])
     rows = [json.loads(line) for line in (out / "per_problem.jsonl").read_text().splitlines()]
     model, enc, style, _, _ = ev.load_model(str(a), torch.device("cpu"))
     problems = _cached_load_problems("synthetic", "test", style)[:6]
-    expected = complete(model, enc, problems, style, max_new_tokens=12)
+    expected, _ = evaluation.complete(model, enc, problems, style, max_new_tokens=12)
     assert [r["greedy_completion"] for r in rows] == [c[0] for c in expected]
 
 
 def test_answers_reach_the_right_problems_through_batching_and_sorting(tmp_path, tokenizer_path, synthetic_ready,
                                                                        monkeypatch):
     # A stand-in sampler that writes the GOLD chain of thought for every prompt (and, when sampling, a
-    # wrong answer for every other call). run_jobs sorts prompts by length and batches them; if any
+    # wrong answer for every other call). complete() sorts prompts by length and batches them; if any
     # completion came back to the wrong problem, greedy accuracy would not be 100%.
     from reft_mini.sampling import Samples, left_pad
     enc = get_tokenizer("reft_mini", tokenizer_path)
@@ -231,9 +234,9 @@ def test_answers_reach_the_right_problems_through_batching_and_sorting(tmp_path,
         for i, r in enumerate(rows):
             response[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), True
         ended = torch.ones(len(rows), dtype=torch.bool)
-        return Samples(prompt, prompt_mask, response, mask, torch.zeros(len(rows), N), ended)
+        return Samples(prompt, prompt_mask, response, mask, ended)
 
-    monkeypatch.setattr(ev, "generate", fake_generate)
+    monkeypatch.setattr(evaluation, "generate", fake_generate)
     a = make_checkpoint(tmp_path / "a.pt", tokenizer_path, block_size=1024)
     res = run([str(a), "--splits=test,mathqa_test", "--limit=6", "--k=1,2", "--batch_size=4",
                f"--out={tmp_path}", "--progress=false"])

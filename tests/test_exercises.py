@@ -1,7 +1,7 @@
-"""Tests for reft_mini/exercises.py: the classroom exercises and their checks.
+"""Tests for tools/exercises.py: the classroom exercises and their checks.
 
 Fast tests work on source text and run the checks in this process against the reference code. The slow
-ones write real student copies into tmp_path and run `python -m reft_mini.exercises check ...` inside
+ones write real student copies into tmp_path and run `python tools/exercises.py check ...` inside
 them in a subprocess (so the copy's own files are imported): every hole fails with its instructions,
 re-inserting the reference text makes every check pass, and a planted bug fails with the hint aimed
 at it.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reft_mini import exercises as X
+import exercises as X   # tools/exercises.py (tools/ is on pytest's pythonpath)
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = list(X.EXERCISES)
@@ -25,9 +25,14 @@ def reference_text(name: str) -> str:
 
 
 def run_check(copy: Path, spec: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """`python -m reft_mini.exercises check spec` inside a copy, with nothing pointing at this repo."""
+    """`python tools/exercises.py check spec` inside a copy, with nothing pointing at this repo.
+
+    At the copy's root (cwd None) it runs the copy's own tool, as a student types it. From elsewhere (cwd
+    a sub-folder of the copy) it runs THIS repository's tools/exercises.py, which must hand over to the
+    copy's own tool and check the copy's code, not this repository's."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "REFT_MINI_EXERCISES_REEXEC")}
-    return subprocess.run([sys.executable, "-m", "reft_mini.exercises", "check", spec], cwd=cwd or copy, env=env,
+    tool = "tools/exercises.py" if cwd is None else str(REPO / "tools" / "exercises.py")
+    return subprocess.run([sys.executable, tool, "check", spec], cwd=cwd or copy, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -70,7 +75,7 @@ def test_blanked_region_keeps_indentation_compiles_and_restores_byte_for_byte():
     assert all(line.startswith(region.indent) and not line.startswith(region.indent + " ")
                for line in body.splitlines())
     assert body.splitlines()[-1] == (f'{region.indent}raise NotImplementedError("exercise gae: see the comment '
-                                     'above / python -m reft_mini.exercises check gae")')
+                                     'above / python tools/exercises.py check gae")')
     assert X.is_blank(blank, "gae")
     assert "A_t     = delta_t + gamma * lam * A_next" in body and "# Check your work" in body
     assert X.replace_region(blank, "gae", original) == text
@@ -121,6 +126,7 @@ def test_make_only_blanks_the_named_exercises_and_refuses_a_full_folder(tmp_path
         assert X.is_blank(text, name) == (name in ("gae", "logprob")), name
     assert not (dst / ".git").exists()
     assert (dst / "tests" / "test_exercises.py").is_file()
+    assert (dst / "tools" / "exercises.py").is_file()   # the student runs the copy's own tool
     assert X.main(["make", str(dst)]) == 2          # not empty: refuse rather than mix two copies
     with pytest.raises(SystemExit):
         X.main(["make", str(tmp_path / "other"), "--only", "no_such_exercise"])

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import DATA_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -25,7 +26,9 @@ SMOKE = {
                      "--eval_questions=2", "--value_warmup_iters=1", "--lr_warmup_iters=1", "--minutes=none",
                      "--progress=false"],
     "evaluate.py": ["--limit=2", "--k=1,2", "--max_new_tokens=8", "--progress=false"],
-    "reft_mini.bench": ["--quick"],
+    "tools/bench.py": ["--quick"],
+    "data/base/pretrain.py": ["--steps=3", "--batch_size=4", "--eval_every=2", "--save_every=2", "--eval_questions=2",
+                              "--max_new_tokens=8", "--minutes=none", "--progress=false"],
 }
 
 
@@ -42,11 +45,10 @@ def bash_lines():
 
 def smoke_command(argv, scratch):
     """The smoke-sized version of one README command, or None when CI itself runs it."""
-    shared = REPO.parent / "shared" / "datasets"
-    if any("../shared/datasets" in a for a in argv):
-        if not shared.is_dir():
+    if any("$DATA_DIR" in a for a in argv):
+        if not DATA_DIR.is_dir():
             return None  # the real data sets are not on this machine
-        argv = [a.replace("../shared/datasets", str(shared)) for a in argv]
+        argv = [a.replace("$DATA_DIR", str(DATA_DIR)) for a in argv]
     head = argv[0]
     if head in ("pip", "pytest", "python3", ".", "source") or argv[:3] == ["python", "-m", "venv"]:
         return None  # installing and testing is what .ci/run does with these very lines
@@ -58,24 +60,36 @@ def smoke_command(argv, scratch):
     assert head == "python", f"README command not covered by the smoke test: {' '.join(argv)}"
     if argv[1] == "-m":
         module, rest = argv[2], argv[3:]
-        if module == "reft_mini.tokenizer":
-            rest = rest + ["--out", str(scratch / "tokenizer.tiktoken")]  # never rewrite the shipped file
         return [sys.executable, "-m", module, *rest, *SMOKE.get(module, [])]
-    script = argv[1]
-    return [sys.executable, script, *argv[2:], *SMOKE.get(script, [])]
+    script, rest = argv[1], argv[2:]
+    # The tools that made the shipped files write beside them by default; send their output to the
+    # scratch folder instead, so that a README command can never rewrite a shipped file and the
+    # commands after it still start from the real base model and tokenizer.
+    if script == "data/tokenizer/train_bpe.py":
+        rest = rest + ["--out", str(scratch / "tokenizer.tiktoken")]
+    if script == "data/base/pretrain.py" and any(a.startswith("--export") for a in rest):
+        rest = rest + [f"--export={scratch / 'base.pt'}"]
+    return [sys.executable, script, *rest, *SMOKE.get(script, [])]
 
 
 @pytest.mark.slow
 def test_every_readme_command_runs(tmp_path):
     scratch = tmp_path / "work"
     scratch.mkdir()
-    for name in ("train_warmup.py", "train_ppo.py", "evaluate.py"):
+    for name in ("train_warmup.py", "train_ppo.py", "evaluate.py", "pyproject.toml"):
         shutil.copy(REPO / name, scratch / name)
-    shutil.copytree(REPO / "data", scratch / "data", ignore=shutil.ignore_patterns("synthetic"))
-    env = {**os.environ, "REFT_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cwd = scratch
+    # The package, the tools and the tests too: `tools/exercises.py make` copies the project it sits in.
+    for folder in ("reft_mini", "tools", "tests"):
+        shutil.copytree(REPO / folder, scratch / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    # data/ with its tools (pretrain.py imports data/synthetic/synthetic.py), not the generated splits.
+    shutil.copytree(REPO / "data", scratch / "data",
+                    ignore=shutil.ignore_patterns("*.jsonl", "meta.json", "__pycache__"))
+    env = {**os.environ, "REFT_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(scratch)}
+    cwd, last_block = scratch, None
     ran = 0
     for block, line in bash_lines():
+        if block != last_block:                 # each ```bash block starts from the project's root
+            cwd, last_block = scratch, block
         argv = shlex.split(line)
         if argv[0] == "cd":
             cwd = (cwd / argv[1]).resolve()
@@ -84,7 +98,7 @@ def test_every_readme_command_runs(tmp_path):
         if cmd is None:
             continue
         p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-        in_student_copy = "exercises check" in line and cwd != scratch
+        in_student_copy = re.search(r"exercises(\.py)? check", line) is not None and cwd != scratch
         if in_student_copy:
             # A fresh student copy has every hole open: the check must fail and say what to do.
             assert p.returncode == 1 and "not implemented" in (p.stdout + p.stderr).lower(), line

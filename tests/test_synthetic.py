@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from reft_mini import data, synthetic as S
+import synthetic as S
+from reft_mini import data
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = 400   # problems per split for property checks of the variant splits (each of 24 worlds ~17 times)
@@ -54,7 +55,7 @@ def test_split_is_reproducible_bit_for_bit():
 
 def test_split_does_not_depend_on_the_process_hash_seed():
     # Python randomises str hashes per process; a generator that iterated over a set would differ here.
-    code = ("from reft_mini import synthetic as S\n"
+    code = ("import sys; sys.path.insert(0, 'data/synthetic')\nimport synthetic as S\n"
             "import sys\n"
             "for name in ('train', 'svamp_test', 'mathqa_test'):\n"
             "    sys.stdout.write(''.join(S.problem_to_json(p) + '\\n' for p in S.make_split(name, n=60)))\n")

@@ -5,6 +5,7 @@ import re
 import pytest
 import tiktoken
 
+import train_bpe as trainer  # data/tokenizer/train_bpe.py, the tool that made the shipped file
 from reft_mini import tokenizer as tk
 
 
@@ -49,7 +50,7 @@ def test_round_trip_on_every_question_and_answer_of_the_real_data_sets(enc, shar
 
 def test_bpe_trainer_is_deterministic_and_learns_frequent_words():
     texts = ["the apples and the pears and the apples"] * 20 + ["3 apples"]
-    a, b = tk.train_bpe(texts, vocab_size=300), tk.train_bpe(texts, vocab_size=300)
+    a, b = trainer.train_bpe(texts, vocab_size=300), trainer.train_bpe(texts, vocab_size=300)
     assert a == b
     enc = tiktoken.Encoding("t", pat_str=tk.REFT_MINI_PATTERN, mergeable_ranks=a,
                             special_tokens=tk.special_tokens(len(a)))
@@ -58,13 +59,14 @@ def test_bpe_trainer_is_deterministic_and_learns_frequent_words():
 
 
 def test_shipped_file_regenerates_identically(tmp_path):
-    ranks = tk.train_bpe(tk.default_corpus())
-    tk.write_ranks(ranks, tmp_path / "r.tiktoken")
+    ranks = trainer.train_bpe(trainer.default_corpus())
+    trainer.write_ranks(ranks, tmp_path / "r.tiktoken")
     assert (tmp_path / "r.tiktoken").read_bytes() == tk.REFT_MINI_FILE.read_bytes()
+    assert trainer.OUT_FILE == tk.REFT_MINI_FILE  # the script writes the very file the loader reads
 
 
 def test_missing_or_damaged_tokenizer_file_says_how_to_fix_it(tmp_path):
-    with pytest.raises(tk.TokenizerError, match="python -m reft_mini.tokenizer"):
+    with pytest.raises(tk.TokenizerError, match="python data/tokenizer/train_bpe.py"):
         tk.get_tokenizer("reft_mini", tmp_path / "nope.tiktoken")
     bad = tmp_path / "bad.tiktoken"
     bad.write_text("QQ== 0\nnot-a-line\n")

@@ -16,7 +16,7 @@ TINY = ["--model=tiny", "--init=none", "--cot=nl", "--max_train=96", "--batch_si
 
 
 def run(args, cwd=REPO, check=True, env_extra=None, launcher=None):
-    env = {**os.environ, "REFT_MINI_COMPILE": "0", "OMP_NUM_THREADS": "1", "REFT_THREADS": "1", **(env_extra or {})}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "REFT_THREADS": "1", **(env_extra or {})}
     cmd = (launcher or [sys.executable]) + ["train_warmup.py", *args]
     p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     if check and p.returncode != 0:

@@ -1,4 +1,4 @@
-# reft_mini/exercises.py -- classroom exercises: holes cut into the real code, with checks that explain.
+# tools/exercises.py -- classroom exercises: holes cut into the real code, with checks that explain.
 #
 # In the style of OpenAI's Spinning Up exercises: each exercise is a region of the real implementation,
 # marked in the source with two comment lines
@@ -15,14 +15,17 @@
 #
 # The checks never call the reference implementation (that is what the student is replacing): every
 # expected number is either written out below (worked out by hand in the comments) or computed by a
-# small independent re-implementation in this file. They import the `reft_mini` package this file was
-# loaded from, i.e. the student's copy when run inside it (`python -m reft_mini.exercises check gae`
-# from the copy's root; run from a sub-folder it re-runs itself at the copy's root).
+# small independent re-implementation in this file. They import the `reft_mini` package of the copy
+# this file belongs to (the holes are in reft_mini/, this tool in tools/ beside it), i.e. the student's
+# copy when run inside it (`python tools/exercises.py check gae` from the copy's root; started from a
+# sub-folder, or as another copy's tools/exercises.py, it re-runs the copy's own tool at the copy's root).
 #
-#     python -m reft_mini.exercises list [--markdown]     the exercises, difficulty, time
-#     python -m reft_mini.exercises show NAME             the instructions of one exercise
-#     python -m reft_mini.exercises make DIR [--only a,b] write a student copy (all or some holes)
-#     python -m reft_mini.exercises check NAME[,NAME]|all run the checks (exit status 0 = all passed)
+# A script, run from the repository root (it is a tool, not part of the reft_mini package):
+#
+#     python tools/exercises.py list [--markdown]     the exercises, difficulty, time
+#     python tools/exercises.py show NAME             the instructions of one exercise
+#     python tools/exercises.py make DIR [--only a,b] write a student copy (all or some holes)
+#     python tools/exercises.py check NAME[,NAME]|all run the checks (exit status 0 = all passed)
 
 from __future__ import annotations
 
@@ -39,10 +42,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-PACKAGE = __package__ or "reft_mini"
-PACKAGE_DIR = Path(__file__).resolve().parent        # the reft_mini/ whose code the checks import
-REPO_ROOT = PACKAGE_DIR.parent
-if not __package__:     # run as a file (python reft_mini/exercises.py): make `reft_mini` mean this copy
+PACKAGE = "reft_mini"
+TOOL = Path("tools") / "exercises.py"                 # where this file lives, relative to a copy's root
+REPO_ROOT = Path(__file__).resolve().parents[1]       # the copy this file belongs to
+PACKAGE_DIR = REPO_ROOT / PACKAGE                     # the reft_mini/ whose code the checks import
+# Run as `python tools/exercises.py`, Python puts tools/ on sys.path, not the copy's root, and an
+# installed reft_mini (e.g. the teacher's editable install) would be found instead: put this copy's
+# root first, so `reft_mini` means the code next to this file.
+if str(REPO_ROOT) not in sys.path[:1]:
     sys.path.insert(0, str(REPO_ROOT))
 
 # ----------------------------------------------------------------------------------------------------
@@ -993,13 +1000,13 @@ def replace_region(text: str, name: str, body: str) -> str:
 
 
 def not_implemented_message(name: str) -> str:
-    return f"exercise {name}: see the comment above / python -m {PACKAGE}.exercises check {name}"
+    return f"exercise {name}: see the comment above / python {TOOL.as_posix()} check {name}"
 
 
 def blank_body(ex: Exercise, indent: str) -> str:
     """What a student sees in the hole: the instructions as comments, then the NotImplementedError."""
     head = f"TODO exercise {ex.name}: {ex.title}  [difficulty {ex.stars}/3, about {ex.minutes} min]"
-    lines = [head, *ex.instructions.splitlines(), f"Check your work: python -m {PACKAGE}.exercises check {ex.name}"]
+    lines = [head, *ex.instructions.splitlines(), f"Check your work: python {TOOL.as_posix()} check {ex.name}"]
     out = [f"{indent}# {ln}".rstrip() + "\n" for ln in lines]
     out.append(f'{indent}raise NotImplementedError("{not_implemented_message(ex.name)}")\n')
     return "".join(out)
@@ -1118,7 +1125,7 @@ def _where(err: BaseException) -> str:
     if isinstance(err, SyntaxError) and err.filename:
         return f"{err.filename}, line {err.lineno}: {(err.text or '').strip()}"
     frames = [f for f in traceback.extract_tb(err.__traceback__)
-              if Path(f.filename).resolve().parent == PACKAGE_DIR and Path(f.filename).name != "exercises.py"]
+              if Path(f.filename).resolve().parent == PACKAGE_DIR]
     if not frames:
         return ""
     f = frames[-1]
@@ -1143,7 +1150,7 @@ def run_check(name: str) -> tuple[bool, str]:
         note = f" ({e.note})" if isinstance(e, Blocked) and e.note else ""
         raised = f"(NotImplementedError: {not_implemented_message(name)})"
         blocked = (f"this check also runs exercise {other} ({EXERCISES[other].file if other in EXERCISES else '?'}), "
-                   f"which is not implemented yet{note}: do that one first (python -m {PACKAGE}.exercises "
+                   f"which is not implemented yet{note}: do that one first (python {TOOL.as_posix()} "
                    f"check {other})")
         if _student_blank(name):
             return False, f"[FAIL] {head}\n{_indent(todo)}\n{_indent(raised)}\n{_indent('Note: ' + blocked)}"
@@ -1184,9 +1191,10 @@ def _parse_names(spec: str) -> list[str]:
 
 
 def _copy_root(start: Path) -> Path | None:
-    """The nearest folder at or above `start` holding reft_mini/exercises.py (the copy one works in)."""
+    """The nearest folder at or above `start` holding tools/exercises.py and reft_mini/ (the copy one
+    works in)."""
     for d in (start, *start.parents):
-        if (d / PACKAGE / "exercises.py").is_file():
+        if (d / TOOL).is_file() and (d / PACKAGE).is_dir():
             return d.resolve()
     return None
 
@@ -1217,7 +1225,7 @@ def table(markdown: bool = False) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    p = argparse.ArgumentParser(prog=f"python -m {PACKAGE}.exercises",
+    p = argparse.ArgumentParser(prog=f"python {TOOL.as_posix()}",
                                 description="Classroom exercises: holes in the real code, with checks.")
     sub = p.add_subparsers(dest="cmd", required=True)
     ls = sub.add_parser("list", help="the exercises with difficulty and time")
@@ -1246,15 +1254,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         print(f"wrote a student copy to {Path(args.dir).resolve()} with {len(blanked)} exercise(s) blanked: "
-              f"{', '.join(blanked)}\nnext: cd {args.dir} && python -m {PACKAGE}.exercises list")
+              f"{', '.join(blanked)}\nnext: cd {args.dir} && python {TOOL.as_posix()} list")
         return 0
     # check: make sure we check the copy the user is standing in, not some other installed one.
+    # The copy's own tools/exercises.py puts the copy's root first on sys.path (see the top of this file),
+    # so re-running that file is enough; REFT_MINI_EXERCISES_REEXEC stops a second hand-over.
     root = _copy_root(Path.cwd())
     if root is not None and root != REPO_ROOT and not os.environ.get("REFT_MINI_EXERCISES_REEXEC"):
-        env = {**os.environ, "REFT_MINI_EXERCISES_REEXEC": "1",
-               "PYTHONPATH": os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
-        return subprocess.run([sys.executable, "-m", f"{PACKAGE}.exercises", *argv], cwd=root, env=env).returncode
+        env = {**os.environ, "REFT_MINI_EXERCISES_REEXEC": "1"}
+        return subprocess.run([sys.executable, str(root / TOOL), *argv], cwd=root, env=env).returncode
     names = _parse_names(args.names)
+    # Refuse to report on other code than the copy's: a reft_mini imported before this file set sys.path
+    # (e.g. by the program that imported it) would be the one the checks call.
+    package = importlib.import_module(PACKAGE)
+    if Path(package.__file__).resolve().parent != PACKAGE_DIR:
+        print(f"error: {PACKAGE} was imported from {Path(package.__file__).resolve().parent}, not from "
+              f"{PACKAGE_DIR}", file=sys.stderr)
+        return 2
     print(f"checking the code in {PACKAGE_DIR}\n")
     return 0 if run_checks(names) else 1
 

@@ -1,13 +1,17 @@
-# Benchmarks for the issue "Performance and scale": is each speed/memory claim of this project true on
-# the machine at hand? One run prints ONE table of ratios, all measured side by side in the same process
+# tools/bench.py -- the performance table: is each speed/memory claim of this project true on the
+# machine at hand? One run prints ONE table of ratios, all measured side by side in the same process
 # (so a busy machine slows both sides of a ratio alike), and writes them with the machine's description
 # to a JSON file.
 #
-#   python -m reft_mini.bench                      # full run (about 10-15 minutes on a 2-core CPU)
-#   python -m reft_mini.bench --quick              # small sizes, under a minute (what tests/test_bench.py runs)
-#   python -m reft_mini.bench --out runs/bench.json --threads 1 --only logprob,kv
+# A script run from the repository root (not part of the reft_mini package, which holds only the ReFT
+# loop; row 5 also imports the top-level train_ppo.py):
 #
-# Rows (targets from the issue; a missed target is reported, never an error: the exit code is 0):
+#   python tools/bench.py                      # full run (about 10-15 minutes on a 2-core CPU)
+#   python tools/bench.py --quick              # small sizes, under a minute (what tests/test_bench.py runs)
+#   python tools/bench.py --out runs/bench.json --threads 1 --only logprob,kv
+#
+# Rows (each with the target the project claims; a missed target is reported, never an error: the exit
+# code is 0):
 #   1. fused log-prob kernel (kernels.token_logprobs) vs the plain reference (log_softmax + gather),
 #      forward + backward: time ratio (eager and torch.compile'd per-chunk code) and peak-memory ratio,
 #      at GPT-2's vocabulary V = 50,257 (B*T = 8,192 positions, C = 128) and at the demo vocabulary 1024.
@@ -21,7 +25,7 @@
 #   5. one PPO iteration at the demo settings, split into sampling / scoring / evaluating / learning,
 #      with the real functions of train_ppo.py.
 #   6. the P-CoT program executor (program.run_program): median microseconds per program of ReFT's
-#      SVAMP programs, when ../shared/datasets is present.
+#      SVAMP programs, when the real data sets are present in the folder named by $REFT_DATA_DIR.
 #
 # Rules every measurement follows: a warm-up call first (lazy initialisation, torch.compile, first-touch
 # page faults are not what we want to time), then several repetitions, and the MEDIAN of them (robust to
@@ -52,14 +56,21 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from reft_mini import kernels
-from reft_mini.model import GPT, config_from_preset
-from reft_mini.sampling import generate
-
+# Run as `python tools/bench.py`, Python puts tools/ on sys.path, not the repository root: put the root
+# first, so `reft_mini` and `train_ppo` are this checkout's (not another installed copy).
 REPO = Path(__file__).resolve().parents[1]
-SVAMP_PROGRAMS = REPO.parent / "shared" / "datasets" / "mwp_ReFT" / "svamp_python_sdp.json"
+if str(REPO) not in sys.path[:1]:
+    sys.path.insert(0, str(REPO))
 
-# Sizes of a full run and of --quick. Full = the sizes the issue names; quick = the same code paths on
+from reft_mini import kernels  # noqa: E402 -- needs the sys.path line above
+from reft_mini.model import GPT, config_from_preset  # noqa: E402
+from reft_mini.sampling import generate  # noqa: E402
+
+# The real data sets are not shipped with the repository; one environment variable says where they are.
+DATA_DIR = Path(os.environ.get("REFT_DATA_DIR", "DATA_DIR-is-not-set"))  # real data sets: optional
+SVAMP_PROGRAMS = DATA_DIR / "mwp_ReFT" / "svamp_python_sdp.json"
+
+# Sizes of a full run and of --quick. Full = the sizes the targets are stated at; quick = the same code paths on
 # inputs small enough for a test (the ratios are then only indicative: overheads weigh more at small sizes).
 FULL = dict(
     reps=3,                                   # timed repetitions per measurement (median reported)
@@ -77,7 +88,7 @@ QUICK = dict(
     ppo_questions=4, ppo_samples=2, ppo_new=16,
     prog_limit=300, prog_reps=2,
 )
-LP_WIDTH = 128  # C, the demo model's width (the issue's setting for row 1)
+LP_WIDTH = 128  # C, the demo model's width (the setting row 1's targets are stated at)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -174,7 +185,7 @@ def _logprob_step(variant: str, hidden, weight, targets, g_logp, g_ent, with_ent
 
 
 def _peak_child(spec: dict) -> list[dict]:
-    """Runs in a FRESH subprocess (python -m reft_mini.bench --_peak '{json}'): for one variant and a list
+    """Runs in a FRESH subprocess (python tools/bench.py --_peak '{json}'): for one variant and a list
     of (V, B*T, C, with_entropy) configurations, the peak extra memory of one forward + backward, in
     bytes, above the memory held once the inputs exist.
 
@@ -211,7 +222,7 @@ def _peak_child(spec: dict) -> list[dict]:
 def measure_peaks(variant: str, configs: list[tuple[int, int, int, bool]], threads: int) -> list[dict]:
     """Peak extra memory of one variant at each configuration, measured in a fresh Python process."""
     spec = dict(variant=variant, configs=configs, threads=threads)
-    proc = subprocess.run([sys.executable, "-m", "reft_mini.bench", "--_peak", json.dumps(spec)],
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--_peak", json.dumps(spec)],
                           cwd=REPO, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"memory child for {spec} failed:\n{proc.stderr[-2000:]}")
@@ -240,7 +251,7 @@ def bench_logprob(sizes: list[tuple[int, int]], reps: int, threads: int) -> list
     for i, (V, M, C, ent) in enumerate(configs):
         t = times[i]
         what = f"V={V:,}, B*T={M:,}, C={C}, " + ("log p + entropy" if ent else "log p only")
-        big = V >= 50257   # the issue's acceptance targets are stated at GPT-2's vocabulary
+        big = V >= 50257   # the targets are stated at GPT-2's vocabulary
         ref_t, ref_m = t["reference"]["median_s"], peaks["reference"][i]["peak_bytes"]
         for v in variants[1:]:
             tag, fused_m = v.removeprefix("fused_"), peaks[v][i]["peak_bytes"]
@@ -404,10 +415,10 @@ def bench_vs_transformers_and_mfu(s: dict, reps: int) -> list[dict]:
 
     def train_ours():
         # As train_warmup.py: hidden states -> fused log-probs (never the (B,T,V) logits) -> mean NLL.
-        # compile=None: the kernel's own default, as the training scripts use it (eager on CPU).
+        # Eager, as the training scripts run by default (their --compile flag is off unless given).
         ours.train()
         h = ours(idx)
-        logp, _ = kernels.token_logprobs(h, ours.lm_weight(), targets)
+        logp, _ = kernels.token_logprobs(h, ours.lm_weight(), targets, compile=False)
         loss = -logp.mean()
         opt_ours.zero_grad(set_to_none=True)
         loss.backward()
@@ -489,9 +500,7 @@ def bench_ppo(s: dict, reps: int) -> list[dict]:
     model's typical chain of thought, not its worst case. The iteration index is past the value-only
     warm-up, so the learning phase trains policy and value together (the steady state).
     """
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    import train_ppo
+    import train_ppo   # the top-level script (REPO is on sys.path, see the top of this file)
     from reft_mini import data, dist
     from reft_mini.tokenizer import get_tokenizer
 
@@ -502,7 +511,7 @@ def bench_ppo(s: dict, reps: int) -> list[dict]:
     cfg = train_ppo.resolve_defaults(cfg, {})
     problems = data.load_problems("synthetic", "train", "nl")[:q]
     batch = [p for p in problems for _ in range(k)]          # k samples of each question
-    prompts = [enc.encode_ordinary(data.format_prompt(p.question, "nl")) for p in batch]
+    prompts = [data.encode_prompt(enc, p.question, "nl") for p in batch]
     policy = demo_model(enc.n_vocab).train()
     policy.reset_value_head()
     reference = copy.deepcopy(policy).eval()
@@ -519,8 +528,7 @@ def bench_ppo(s: dict, reps: int) -> list[dict]:
         smp = generate(policy, prompts, cfg.max_new_tokens, enc.eot_token, temperature=cfg.temperature,
                        generator=torch.Generator().manual_seed(seed))
         t1 = time.perf_counter()
-        texts = [enc.decode([t for t, m in zip(r, mr) if m and t != enc.eot_token])
-                 for r, mr in zip(smp.response.tolist(), smp.response_mask.tolist())]
+        texts = [data.decode_completion(enc, r, mr) for r, mr in zip(smp.response.tolist(), smp.response_mask.tolist())]
         scores = train_ppo.score_texts(batch, texts, cfg)
         t2 = time.perf_counter()
         r = train_ppo.evaluate_rollout(policy, reference, smp, scores, cfg, info)   # reference fwd, GAE
@@ -595,7 +603,7 @@ def bench_rollout_layout(s: dict, reps: int, policy: GPT, prompts: list[list[int
                 h = train_ppo.response_states(learner, seq[j], index[j], m[j])
             else:
                 h = learner(full[j], attention_mask=full_mask[j])[:, P - 1:-1]
-            lp, _ = kernels.token_logprobs(h, learner.lm_weight(), smp.response[j])
+            lp, _ = kernels.token_logprobs(h, learner.lm_weight(), smp.response[j], compile=False)
             (lp * m[j]).sum().backward()
 
     t = interleaved({"packed": lambda: learn(True), "masked": lambda: learn(False)}, reps)
@@ -611,7 +619,7 @@ def bench_rollout_layout(s: dict, reps: int, policy: GPT, prompts: list[list[int
 
 
 def bench_programs(s: dict) -> list[dict]:
-    """Median microseconds per P-CoT program, the way program.py's own __main__ measures them: the first
+    """Median microseconds per P-CoT program, measured the way a PPO rollout meets them: the first
     call parses + checks + runs, a second call of the same source hits the parse cache and only runs."""
     if not SVAMP_PROGRAMS.is_file():
         return []
@@ -676,6 +684,9 @@ def _fmt_target(r: dict) -> str:
 
 
 def print_table(rows: list[dict]) -> None:
+    if not rows:   # e.g. --only program without the data sets: say so rather than print an empty table
+        print("no measurements (row 6 needs the real data sets: set REFT_DATA_DIR)")
+        return
     w = max(len(r["label"]) for r in rows)
     print(f"{'measurement':<{w}}  {'value':>10}  {'target':>8}  {'met?':>4}  detail")
     print("-" * (w + 50))
@@ -708,7 +719,7 @@ SECTIONS = ("logprob", "kv", "hf", "ppo", "program")   # "hf" also measures row 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reft_mini.bench", description="Performance table: fused "
+    parser = argparse.ArgumentParser(prog="python tools/bench.py", description="Performance table: fused "
                                      "log-prob kernel, KV cache, vs transformers, MFU, PPO iteration breakdown.")
     parser.add_argument("--quick", action="store_true", help="small sizes (under a minute), for tests")
     parser.add_argument("--out", default="runs/bench.json", help="where to write the JSON results")

@@ -5,7 +5,7 @@ thought ending "#### N") and P-CoT (a Python `solution()`); its gain over SFT re
 *several valid reasoning paths* per question. This module makes a data set with the same shape that a
 ~1-10 M parameter GPT on a 2-core CPU can learn -- but only imperfectly from SFT, so RL has room.
 
-Example problems, produced by this generator (`python -m reft_mini.synthetic --show 3`, train split):
+Example problems, produced by this generator (`python data/synthetic/synthetic.py --show 3`, train split):
 
     --- syn-train-0-library ---
     Question: Ella sorts 8 crates of atlases, and each crate has 38 atlases. She lends out 49 of the atlases.
@@ -81,9 +81,11 @@ Example problems, produced by this generator (`python -m reft_mini.synthetic --s
 
 (long lines wrapped here; `--show` prints them as generated)
 
-Regenerate the cached splits (deterministic bytes) with
+The splits are files beside this script, data/synthetic/{split}.jsonl (not committed: they are made in
+about three seconds). reft_mini/data.py runs this script once when they are missing or were made by
+another version of it (meta.json holds this file's sha256); to make them by hand (deterministic bytes):
 
-    python -m reft_mini.synthetic --out data/synthetic
+    python data/synthetic/synthetic.py
 
 How a problem is built (and why):
   * A *world* (one of >= 20 story templates: shopping, baking, farm, library, savings, ...) supplies the
@@ -100,7 +102,7 @@ How a problem is built (and why):
     `all_cots` renders every one). The data itself thus shows varied orders, and sampled reasoning
     paths can differ while being right -- the situation ReFT's RL exploits. (A throwaway prototype
     that always wrote the steps in sentence order gave each question essentially one chain, and PPO
-    then had little to explore: see shared/REFERENCE.md, "Measured on this kind of machine".)
+    then had little to explore.)
   * Arithmetic a tiny model can learn digit by digit: + - * / with exact non-negative integer results
     (division only when exact), stated numbers mostly 2..50, every intermediate result <= 1000.
   * Every number in the story is written in digits, so "copying a quantity" is a skill the model can
@@ -146,16 +148,17 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
 import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from reft_mini.data import DataError, Problem, _docstring_escape
+from reft_mini.data import DataError, Problem, format_prompt, load_problems_file_synthetic, program_header
 
 GENERATOR_VERSION = 1   # bump when the generator's output changes: the cache is only used when it matches
-CACHE_DIR = Path(__file__).resolve().parent.parent / "data" / "synthetic"
+CACHE_DIR = Path(__file__).resolve().parent  # the splits live beside this script: data/synthetic/
 
 
 # ====================================================================================================
@@ -673,7 +676,7 @@ def render_program(sp: SynthProblem, order, question: str | None = None) -> str:
         s = sp.steps[i]
         body.append(f"{s.var} = {f' {s.op} '.join(s.args)}")
     body += [f"result = {sp.steps[-1].var}", "return result"]
-    return 'def solution():\n    """' + _docstring_escape(question) + '"""\n' + "\n".join("    " + b for b in body)
+    return program_header(question) + "\n".join("    " + b for b in body)
 
 
 # ====================================================================================================
@@ -1240,22 +1243,35 @@ def problem_to_json(p: Problem) -> str:
 
 
 def write_splits(out_dir: Path, names=None, n: int | None = None) -> dict:
-    """Write {split}.jsonl for each split and meta.json (the specs the files were made with).
-    n: override every split's size (for quick tests); the default writes the DEFAULT_SPLITS sizes."""
+    """Write {split}.jsonl for each split and meta.json (the specs the files were made with, and the
+    sha256 of this script, which reft_mini/data.py compares to decide whether the files are current).
+    n: override every split's size (for quick tests); the default writes the DEFAULT_SPLITS sizes.
+    Every file is written to a temporary name and renamed, meta.json last: two processes that make the
+    splits at once (two torchrun ranks) never leave a half-written file behind."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"generator_version": GENERATOR_VERSION, "splits": {}}
+    meta = {"generator_version": GENERATOR_VERSION, "generator_sha256": generator_sha256(), "splits": {}}
     questions = {}
     for name in names or list(DEFAULT_SPLITS):
         spec = split_spec(name, n)
         probs = make_split(name, n)
         questions[name] = {p.question.split("\n")[0] for p in probs}
-        text = "".join(problem_to_json(p) + "\n" for p in probs)
-        (out_dir / f"{name}.jsonl").write_bytes(text.encode("utf-8"))   # bytes: no newline translation
+        _write_atomic(out_dir / f"{name}.jsonl", "".join(problem_to_json(p) + "\n" for p in probs))
         meta["splits"][name] = spec
     _check_disjoint(questions)
-    (out_dir / "meta.json").write_bytes((json.dumps(meta, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+    _write_atomic(out_dir / "meta.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return meta
+
+
+def generator_sha256() -> str:
+    """sha256 of this file: the splits on disk are current when meta.json records the same digest."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(text.encode("utf-8"))                             # bytes: no newline translation
+    os.replace(tmp, path)
 
 
 def _check_disjoint(questions: dict) -> None:
@@ -1278,8 +1294,6 @@ def load_synthetic(split: str = "train", n: int | None = None, seed: int | None 
         except (ValueError, KeyError):
             cached = None
         if cached == spec:
-            from reft_mini.data import load_problems_file_synthetic
-
             probs = load_problems_file_synthetic(data_file, split)
             for p in probs:
                 p.source = f"synthetic:{split}"
@@ -1295,8 +1309,6 @@ def skill_corpus(rng: random.Random, n: int) -> list:
     """n fresh training texts for language-model pretraining: arithmetic facts ("17+25=42"), short
     1-2-step problems with their N-CoT or P-CoT, and quantity-copying drills. Only train-pool questions are used,
     so no test question ever appears."""
-    from reft_mini.data import format_prompt
-
     K = Knobs(min_steps=1, max_steps=2)
     out = []
     while len(out) < n:
@@ -1337,7 +1349,8 @@ def _examples_text(k: int = 3) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Write the synthetic splits as JSONL (deterministic bytes).")
+    ap = argparse.ArgumentParser(prog="python data/synthetic/synthetic.py",
+                                 description="Write the synthetic splits as JSONL (deterministic bytes).")
     ap.add_argument("--out", default=str(CACHE_DIR), help="output folder (default data/synthetic)")
     ap.add_argument("--show", type=int, default=0, help="only print this many example training problems")
     args = ap.parse_args(argv)
