@@ -187,6 +187,52 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float)
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Critic-free baselines from a group of samples of the same question (alternatives to GAE; not ReFT's)
+# ----------------------------------------------------------------------------------------------------------
+
+ESTIMATORS = ("gae", "grpo", "rloo", "drgrpo")
+
+
+def group_advantages(scores: Tensor, group_size: int, estimator: str, std: bool = True,
+                     eps: float = 1e-4) -> Tensor:
+    """Outcome advantage of each response from the scores of its group, (B,).
+
+    scores (B,): rows g*k .. g*k+k-1 are the k = group_size samples of one question (the order
+    train_ppo samples them in). Instead of a value head predicting each answer's outcome, the other
+    answers to the same question serve as the baseline:
+      grpo   (Shao et al. 2024, DeepSeekMath, Sec. 4.1.2, outcome supervision): score minus the group's
+             mean, divided by the group's standard deviation when std=True (+ eps);
+      rloo   (Ahmadian et al. 2024, "Back to Basics", REINFORCE leave-one-out): score minus the mean of
+             the OTHER k - 1 scores of the group, i.e. k / (k - 1) * (score - group mean);
+      drgrpo (Liu et al. 2025, "Understanding R1-Zero-Like Training", Dr. GRPO): score minus the group
+             mean, never divided by the std (that division up-weights questions that are nearly always
+             right or nearly always wrong); its loss also drops the per-answer length normalisation
+             (policy_loss(..., reduction="budget")).
+    A group whose scores are all equal carries no contrast: every member gets 0. A group of one sample
+    has no other answer to compare with: it gets 0 too (so group_size 1 teaches nothing through the
+    outcome; train_ppo asks for at least 2 samples per question with these estimators).
+    The per-token KL penalty is added afterwards exactly as with GAE: put this advantage where the
+    score would go (kl_shaped_rewards) and take the reward-to-go (gae with values 0 and lam 1).
+    """
+    if estimator not in ESTIMATORS[1:]:
+        raise ValueError(f"unknown group estimator {estimator!r}: choose one of {ESTIMATORS[1:]}")
+    B = scores.shape[0]
+    if group_size < 1 or B % group_size:
+        raise ValueError(f"{B} scores do not split into groups of {group_size}")
+    s = scores.float().view(B // group_size, group_size)                 # (G, k)
+    if group_size == 1:
+        return torch.zeros_like(scores, dtype=s.dtype)
+    mean = s.mean(dim=1, keepdim=True)                                    # (G, 1)
+    if estimator == "rloo":
+        adv = s - (s.sum(dim=1, keepdim=True) - s) / (group_size - 1)    # leave-one-out baseline
+    else:
+        adv = s - mean
+        if estimator == "grpo" and std:
+            adv = adv / (s.std(dim=1, keepdim=True) + eps)                # unbiased std, as DeepSeekMath's code
+    return adv.reshape(B)
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Losses
 # ----------------------------------------------------------------------------------------------------------
 
@@ -196,14 +242,21 @@ def _reduce(per_token: Tensor, mask: Tensor, reduction: str) -> Tensor:
     "seq_mean" [ReFT code]: mean over the tokens of each sequence, then mean over the sequences (each
     response weighs the same, however long). Rows with no valid token are left out of the batch mean.
     "token_mean": one mean over all valid tokens of the batch (long responses weigh more).
+    "budget" (Dr. GRPO): the sum over valid tokens / (responses x N), N the padded response length.
     """
     m = _as_bool(mask)
+    if reduction == "budget":
+        # Dr. GRPO: the sum over every valid token divided by a constant (responses x the generation
+        # budget, here the batch's padded length N), so a long answer is not averaged down.
+        rows = m.any(dim=1).sum().clamp(min=1)
+        return torch.where(m, per_token, torch.zeros((), dtype=per_token.dtype, device=per_token.device)).sum() \
+            / (rows * m.shape[1]).to(per_token.dtype)
     if reduction == "seq_mean":
         per_seq = masked_mean(per_token, m, dim=1)        # (B,)
         return masked_mean(per_seq, m.any(dim=1))
     if reduction == "token_mean":
         return masked_mean(per_token, m)
-    raise ValueError(f"unknown reduction {reduction!r} (use 'seq_mean' or 'token_mean')")
+    raise ValueError(f"unknown reduction {reduction!r} (use 'seq_mean', 'token_mean' or 'budget')")
 
 
 def policy_loss(logp_new: Tensor, logp_old: Tensor, advantages: Tensor, mask: Tensor, clip: float,

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from reft_mini.ppo import (explained_variance, gae, kl_shaped_rewards, masked_mean, masked_var,
+from reft_mini.ppo import (explained_variance, gae, group_advantages, kl_shaped_rewards, masked_mean, masked_var,
                            masked_whiten, policy_loss, value_loss)
 
 
@@ -211,3 +211,68 @@ def test_explained_variance():
     assert explained_variance(torch.full((1, 4), 2.0), returns, mask) == pytest.approx(0.0, abs=1e-6)
     # V = 1, 2, 2 -> residuals 0, 0, 1: var (unbiased) = (1/9+1/9+4/9)/2 = 1/3; Var[R] = 1 -> 1 - 1/3
     assert explained_variance(t([1.0, 2.0, 2.0, 0.0]), returns, mask) == pytest.approx(2 / 3, rel=1e-5)
+
+
+# ---- critic-free group baselines (grpo, rloo, Dr. GRPO) ------------------------------------------------
+
+def test_grpo_subtracts_the_group_mean_and_divides_by_its_std():
+    # Two questions x 3 samples. Group 1: scores 1, 0, 0.1 -> mean 0.3667, unbiased std 0.5508.
+    scores = torch.tensor([1.0, 0.0, 0.1, 1.0, 1.0, 0.0])
+    adv = group_advantages(scores, 3, "grpo", eps=0.0)
+    m1, s1 = 1.1 / 3, math.sqrt(((1 - 1.1 / 3) ** 2 + (1.1 / 3) ** 2 + (0.1 - 1.1 / 3) ** 2) / 2)
+    m2, s2 = 2 / 3, math.sqrt(((1 / 3) ** 2 * 2 + (2 / 3) ** 2) / 2)
+    want = [(1 - m1) / s1, -m1 / s1, (0.1 - m1) / s1, (1 - m2) / s2, (1 - m2) / s2, -m2 / s2]
+    assert adv.tolist() == pytest.approx(want, abs=1e-6)
+    # Without the std: only the mean goes.
+    assert group_advantages(scores, 3, "grpo", std=False).tolist() == pytest.approx(
+        [1 - m1, -m1, 0.1 - m1, 1 - m2, 1 - m2, -m2], abs=1e-6)
+
+
+def test_rloo_baseline_is_the_mean_of_the_other_samples():
+    scores = torch.tensor([1.0, 0.0, 0.1, 0.0])                 # one question, 4 samples
+    adv = group_advantages(scores, 4, "rloo")
+    # sample 0: 1 - (0 + 0.1 + 0)/3;  sample 1: 0 - (1 + 0.1 + 0)/3;  sample 2: 0.1 - 1/3;  sample 3: like 1
+    assert adv.tolist() == pytest.approx([1 - 0.1 / 3, -1.1 / 3, 0.1 - 1 / 3, -1.1 / 3], abs=1e-6)
+    # = k/(k-1) * (score - group mean)
+    assert adv.tolist() == pytest.approx((4 / 3 * (scores - scores.mean())).tolist(), abs=1e-6)
+
+
+def test_drgrpo_never_divides_by_the_std():
+    scores = torch.tensor([1.0, 0.0, 1.0, 1.0])                 # two questions x 2 samples
+    assert group_advantages(scores, 2, "drgrpo").tolist() == pytest.approx([0.5, -0.5, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "rloo", "drgrpo"])
+def test_groups_of_equal_scores_and_groups_of_one_carry_no_signal(estimator):
+    equal = torch.tensor([0.1, 0.1, 0.1, 1.0, 1.0, 1.0])
+    assert group_advantages(equal, 3, estimator).tolist() == pytest.approx([0.0] * 6, abs=1e-7)
+    single = torch.tensor([1.0, 0.0, 0.1])
+    assert group_advantages(single, 1, estimator).tolist() == [0.0] * 3
+    with pytest.raises(ValueError):
+        group_advantages(single, 2, estimator)                   # 3 scores do not split into pairs
+
+
+def test_group_advantage_with_kl_is_the_reward_to_go_of_the_shaped_rewards():
+    # The critic-free estimators keep ReFT's per-token KL penalty: the group advantage goes where the
+    # score would, and the advantage of token t is the reward-to-go (GAE with V = 0 and lambda = 1).
+    adv_seq = group_advantages(torch.tensor([1.0, 0.0]), 2, "drgrpo")          # [0.5, -0.5]
+    logp_old = torch.tensor([[-1.0, -2.0, -0.5], [-1.0, -1.0, 0.0]])
+    logp_ref = torch.tensor([[-1.5, -2.0, -0.4], [-0.5, -1.0, 0.0]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    rewards, kl = kl_shaped_rewards(adv_seq, logp_old, logp_ref, mask, kl_coef=0.1)
+    adv, _ = gae(rewards, torch.zeros_like(rewards), mask, gamma=1.0, lam=1.0)
+    # row 0: kl = [0.5, 0, -0.1] -> rewards [-0.05, 0, 0.01 + 0.5]; reward-to-go [0.46, 0.51, 0.51]
+    # row 1: kl = [-0.5, 0] -> rewards [0.05, 0 - 0.5]; reward-to-go [-0.45, -0.5]
+    assert adv[0].tolist() == pytest.approx([0.46, 0.51, 0.51], abs=1e-6)
+    assert adv[1, :2].tolist() == pytest.approx([-0.45, -0.5], abs=1e-6) and adv[1, 2] == 0
+
+
+def test_budget_reduction_sums_tokens_over_a_constant_not_each_answers_length():
+    per_token = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True, True], [True, False, False, False]])
+    logp = torch.zeros(2, 4, requires_grad=True)
+    # With ratio 1 the per-token loss is -advantage: use the advantages as the per-token values.
+    loss, _ = policy_loss(logp, torch.zeros(2, 4), -per_token, mask, clip=0.2, reduction="budget")
+    assert loss.item() == pytest.approx((1 + 2 + 3 + 4 + 5) / (2 * 4))
+    seq, _ = policy_loss(logp, torch.zeros(2, 4), -per_token, mask, clip=0.2, reduction="seq_mean")
+    assert seq.item() == pytest.approx((2.5 + 5) / 2)            # the length-normalised mean differs
