@@ -20,7 +20,7 @@ Writes (to --out, default runs/eval): results.md (the tables printed at the end)
 numbers) and per_problem.jsonl (every question, its greedy completion, answer and correctness).
 Everything random is seeded: the same checkpoints, options and --seed give the same results.json.
 
-Reading order: Config -> main() -> evaluate_split() -> score() -> compare(). Sampling, the value pass
+Reading order: Config -> validate() -> main() -> evaluate_split() -> score() -> compare(). Sampling, the value pass
 and answer reading are reft_mini/evaluation.py: the same path the training scripts evaluate with.
 """
 
@@ -36,7 +36,8 @@ import torch
 
 from reft_mini import data, reward
 from reft_mini.checkpoint import load_checkpoint, model_from_checkpoint
-from reft_mini.config import UserError, main_guard, parse_config
+from reft_mini.config import (SEED, UserError, above, at_least, check, check_writable_dir, device_name, main_guard,
+                              one_of, parse_config)
 from reft_mini.dist import pick_device
 from reft_mini.evaluation import complete, score_completion
 from reft_mini.stats import bootstrap_paired_diff, mcnemar, pass_at_k
@@ -47,24 +48,52 @@ SYNTHETIC_SPLITS = "test,svamp_test,mathqa_test"  # GSM8K-, SVAMP- and MathQA-st
 
 @dataclass
 class Config:
-    """Checkpoints are positional: python evaluate.py CKPT [CKPT ...] [--key=value ...]
+    """Greedy, maj@k, pass@k and rerank@k of one or more checkpoints; differences to the first one."""
+    checkpoints: list[str] = field(default_factory=list)  # The checkpoint files to evaluate; the first one is the
+                                                          # baseline the others are compared with.
+    dataset: str | None = None          # The data set: synthetic, gsm8k, svamp, mathqa, mathqa-numeric or reft (none:
+                                        # the first checkpoint's).
+    data_path: str | None = None        # A local file or folder that holds a real data set (none: the first
+                                        # checkpoint's).
+    splits: str | None = None           # Comma-separated splits to evaluate on (none: test,svamp_test,mathqa_test for
+                                        # synthetic data, else the checkpoint's eval_split).
+    limit: int | None = None            # Evaluate only the first N problems of each split, for a quick look (none:
+                                        # all).
+    k: str = "1,4,16"                   # Comma-separated values of k for maj@k, pass@k and rerank@k; an empty value
+                                        # reports greedy accuracy only.
+    samples: int | None = None          # Samples per problem behind the sampled metrics (none: the largest k).
+    temperature: float = 1.0            # The sampling temperature (the paper: 1.0).
+    max_new_tokens: int | None = None   # The longest answer, in tokens (none: the checkpoint's training setting, else
+                                        # 160).
+    batch_size: int = 64                # Sequences per generation batch; lower it if memory runs out.
+    n_boot: int = 10000                 # Bootstrap replicates behind each 95% interval.
+    seed: int = 0                       # The seed of sampling and of the bootstrap: the same seed gives the same
+                                        # results.json.
+    out: str = "runs/eval"              # The output folder: results.md, results.json, per_problem.jsonl.
+    device: str = "auto"                # Where to run: auto (CUDA when there is a GPU), cpu, cuda or cuda:N.
+    progress: bool = True               # Show progress bars.
 
-    Greedy, maj@k, pass@k and rerank@k of one or more checkpoints; differences to the first one."""
-    checkpoints: list[str] = field(default_factory=list)  # checkpoint files (positional); the first is the baseline
-    dataset: str | None = None          # synthetic | gsm8k | svamp | mathqa | mathqa-numeric | reft (None: 1st ckpt's)
-    data_path: str | None = None        # local file/folder for a real data set (None: the first checkpoint's)
-    splits: str | None = None           # comma-separated (None: synthetic test,svamp_test,mathqa_test; else eval_split)
-    limit: int | None = None            # only the first N problems of each split (quick looks)
-    k: str = "1,4,16"                   # comma-separated k for maj@k / pass@k / rerank@k ("" = greedy only)
-    samples: int | None = None          # samples per problem behind the sampled metrics (None: the largest k)
-    temperature: float = 1.0            # sampling temperature (the paper: 1.0)
-    max_new_tokens: int | None = None   # longest answer (None: the checkpoint's training setting, else 160)
-    batch_size: int = 64                # sequences per generation batch
-    n_boot: int = 10000                 # bootstrap replicates behind each 95% interval
-    seed: int = 0                       # seeds sampling and the bootstrap: same seed, same results.json
-    out: str = "runs/eval"              # output folder: results.md, results.json, per_problem.jsonl
-    device: str = "auto"                # auto | cpu | cuda
-    progress: bool = True               # tqdm progress bars
+
+# What each option may be, checked right after parsing (config.check); None always passes.
+RULES = {
+    "dataset": one_of(*data.DATASETS), "device": device_name, "seed": SEED, "limit": at_least(1),
+    "samples": at_least(0), "max_new_tokens": at_least(1), "batch_size": at_least(1), "n_boot": at_least(1),
+    "temperature": above(0),
+}
+
+
+def validate(cfg: Config, given=frozenset()) -> None:
+    """Refuse a mistake on the command line before any checkpoint is loaded (one line, exit 2)."""
+    if not cfg.checkpoints:
+        raise UserError("no checkpoint given: python evaluate.py CKPT [CKPT ...] (see --help)")
+    check(cfg, RULES)
+    parse_ks(cfg)
+    if cfg.splits is not None and not [s for s in cfg.splits.split(",") if s.strip()]:
+        raise UserError("--splits is empty: name at least one split, e.g. --splits=test")
+    for path in cfg.checkpoints:
+        if not Path(path).is_file():
+            raise UserError(f"checkpoint {path} not found (train one first, or pass the right path)")
+    check_writable_dir("out", cfg.out)
 
 
 # Metrics whose per-problem values are 0/1: these also get McNemar's test. pass@k is a per-problem
@@ -374,4 +403,5 @@ def _round(x):
 
 if __name__ == "__main__":
     torch.set_num_threads(int(os.environ.get("REFT_THREADS", torch.get_num_threads())))
-    main_guard(lambda: main(parse_config(Config, prog="evaluate.py", positional="checkpoints")))
+    # validate runs right after parsing, before any checkpoint is loaded.
+    main_guard(lambda: main(parse_config(Config, prog="evaluate.py", positional="checkpoints", validate=validate)))

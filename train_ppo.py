@@ -30,6 +30,10 @@ critic makes those differences meaningful; our small head explains little of the
 fixed training questions x 8 samples: lambda 0.95 left the share of correct samples flat (29% -> 27%
 after 10 iterations) while lambda 1.0 raised it (29% -> 44%) (README, "When does ReFT beat SFT?").
 
+latest.pt is written every --save_every iterations and with every evaluation, so a run killed without
+warning continues with --resume from there. A run whose numbers stop being finite (a far too high --lr)
+stops with one line naming the iteration, and its last checkpoint stays the last good state.
+
     python train_ppo.py                          # from runs/warmup/latest.pt, offline default
     python train_ppo.py --cot=program --init=runs/warmup_program/latest.pt
     python train_ppo.py --resume                 # continue runs/ppo exactly
@@ -47,14 +51,15 @@ from pathlib import Path
 import torch
 
 from reft_mini import data, dist, ppo, reward
-from reft_mini.checkpoint import (StopOnSignal, load_checkpoint, load_weights, model_from_checkpoint, rng_state,
-                                  save_checkpoint, set_rng_state)
-from reft_mini.config import UserError, parse_config
+from reft_mini.checkpoint import (StopOnSignal, first_non_finite, load_checkpoint, load_weights, model_from_checkpoint,
+                                  remove_stale_tmp, resume_checkpoint, rng_state, save_checkpoint, set_rng_state)
+from reft_mini.config import (SEED, UserError, above, at_least, below, between, check, check_writable_dir, device_name,
+                              one_of, parse_config, resume_changes, show)
 from reft_mini.evaluation import greedy_accuracy, score_completion
 from reft_mini.kernels import token_logprobs
-from reft_mini.metrics import MetricsLog, plot_curves, truncate_after
+from reft_mini.metrics import MetricsLog, duration, plot_curves, summary_outputs, truncate_after
 from reft_mini.sampling import generate
-from reft_mini.tokenizer import get_tokenizer
+from reft_mini.tokenizer import TokenizerError, get_tokenizer
 
 # The paper's KL coefficients (beta): stronger for natural language than for programs.
 PAPER_KL_COEF = {"nl": 0.05, "program": 0.01}
@@ -63,50 +68,103 @@ PAPER_KL_COEF = {"nl": 0.05, "program": 0.01}
 @dataclass
 class Config:
     """ReFT stage 2: PPO on the same training questions, from a warm-up checkpoint."""
-    init: str = "runs/warmup/latest.pt"  # warm-up checkpoint: initial policy AND the frozen reference
-    # --- data (None = as in the warm-up checkpoint)
-    dataset: str | None = None          # synthetic | gsm8k | svamp | mathqa | reft
-    data_path: str | None = None        # local file/folder for a real data set
-    cot: str | None = None              # nl (N-CoT) or program (P-CoT)
-    train_split: str | None = None      # the questions RL practises on (the SFT training questions)
-    eval_split: str | None = None       # held-out split for greedy accuracy
-    max_train: int | None = None        # use only the first N training questions
+    init: str = "runs/warmup/latest.pt"  # The warm-up checkpoint: both the initial policy and the frozen reference.
+    # --- data (none = as in the warm-up checkpoint)
+    dataset: str | None = None          # The data set: synthetic, gsm8k, svamp, mathqa, mathqa-numeric or reft
+                                        # (none: the warm-up's).
+    data_path: str | None = None        # A local file or folder that holds a real data set (none: the warm-up's).
+    cot: str | None = None              # The chain-of-thought style: nl (N-CoT) or program (P-CoT) (none: the
+                                        # warm-up's).
+    train_split: str | None = None      # The split RL practises on, normally the SFT training questions (none: the
+                                        # warm-up's).
+    eval_split: str | None = None       # The held-out split for greedy accuracy (none: the warm-up's).
+    max_train: int | None = None        # Practise on the first N training questions only (none: as in the warm-up).
     # --- rollouts
-    questions_per_iter: int = 32        # questions per iteration (the paper: 4 per GPU x 8 GPUs)
-    samples_per_question: int = 4       # chains of thought per question (the paper: 1)
-    temperature: float = 1.0            # sampling temperature (the paper: 1.0, no top-k/top-p)
-    max_new_tokens: int = 160           # longest chain of thought
+    questions_per_iter: int = 32        # Questions per iteration (the paper: 4 per GPU x 8 GPUs).
+    samples_per_question: int = 4       # Chains of thought sampled per question, which gives PPO a contrast within
+                                        # one question (the paper: 1).
+    temperature: float = 1.0            # The sampling temperature (the paper: 1.0, no top-k or top-p).
+    max_new_tokens: int = 160           # The longest chain of thought, in tokens.
     # --- reward
-    partial_reward: float = 0.1         # score when an answer was extracted but is wrong (the paper: 0.1)
-    unfinished_score: float | None = None  # score of a response that hit max_new_tokens (None: score its text)
-    kl_coef: float | None = None        # beta of the per-token KL penalty (None: 0.05 N-CoT / 0.01 P-CoT)
+    partial_reward: float = 0.1         # The score of an answer that was extracted but is wrong (the paper: 0.1).
+    unfinished_score: float | None = None  # The score of a response cut off by --max_new_tokens (none: score its
+                                           # text like any other).
+    kl_coef: float | None = None        # Beta, the weight of the per-token KL penalty to the reference (none: the
+                                        # paper's 0.05 for N-CoT, 0.01 for P-CoT).
     # --- PPO
-    ppo_epochs: int = 1                 # passes over each rollout batch (the paper: 2; README says why 1)
-    minibatch_size: int = 64            # responses per gradient step
-    gamma: float = 1.0                  # discount (the paper: 1.0)
-    lam: float = 1.0                    # GAE lambda (the paper: 0.95; why 1.0 here: top of this file)
-    clip: float = 0.2                   # policy ratio clip (the paper: 0.2)
-    vf_clip: float = 0.2                # value clip (the paper: 0.2)
-    vf_coef: float = 0.5                # value-loss weight (the paper: 5; see README for why 0.5 here)
-    lr: float = 1e-4                    # policy learning rate (the paper: 3e-7 for 7B models)
-    value_lr: float = 1e-3              # learning rate of the value head alone
-    weight_decay: float = 0.0           # AdamW weight decay (the paper: 0)
-    grad_clip: float = 1.0              # global gradient-norm clip (the paper: 1.0)
-    value_warmup_iters: int = 5         # first iterations train only the value head (backbone detached)
-    lr_warmup_iters: int = 5            # then the policy lr ramps up linearly over this many iterations
+    ppo_epochs: int = 1                 # Passes over each rollout batch; one pass fits more iterations into the same
+                                        # minutes and scored higher here (the paper: 2).
+    minibatch_size: int = 64            # Responses per gradient step.
+    gamma: float = 1.0                  # The discount of future rewards (the paper: 1.0).
+    lam: float = 1.0                    # GAE lambda; 1.0 lets the final reward reach early tokens of a long answer,
+                                        # which a small value head cannot do (the paper: 0.95).
+    clip: float = 0.2                   # The policy ratio clip range (the paper: 0.2).
+    vf_clip: float = 0.2                # The value clip range (the paper: 0.2).
+    vf_coef: float = 0.5                # The value-loss weight; lower than the paper's, because a fresh value head's
+                                        # large loss hurt the small shared backbone (the paper: 5).
+    lr: float = 1e-4                    # The policy learning rate (the paper: 3e-7, for 7B models); 2e-4 and higher
+                                        # lowered accuracy here.
+    value_lr: float = 1e-3              # The learning rate of the value head.
+    weight_decay: float = 0.0           # AdamW weight decay (the paper: 0).
+    grad_clip: float = 1.0              # Clip the global gradient norm to this value (the paper: 1.0).
+    value_warmup_iters: int = 5         # The first iterations train only the value head, with the backbone frozen.
+    lr_warmup_iters: int = 5            # After them, the policy learning rate rises linearly over this many
+                                        # iterations.
     # --- loop, evaluation, output
-    iters: int = 100000                 # stop after this many iterations ...
-    minutes: float | None = 8.0         # ... or after this many minutes of training (evaluation excluded;
-                                        # README: PPO needs about 50 iterations to beat its start by 5 points)
-    eval_every: int = 10                # iterations between held-out greedy evaluations
-    eval_questions: int = 300           # held-out questions per evaluation
-    out_dir: str = "runs/ppo"           # latest.pt, best.pt, metrics.jsonl, curves.png
-    resume: bool = False                # continue from out_dir/latest.pt
-    seed: int = 1337                    # seeds question order and sampling
-    device: str = "auto"                # auto | cpu | cuda
-    compile: bool = False               # torch.compile the model and the fused log-prob kernel (pays off on CUDA)
-    bf16: bool | None = None            # bf16 autocast for the forward passes (None: on with CUDA, off on CPU)
-    progress: bool = True               # tqdm progress bar
+    iters: int = 100000                 # Stop after this many iterations, or earlier when --minutes runs out.
+    minutes: float | None = 8.0         # Stop after this many minutes of training, evaluation excluded (none: no
+                                        # limit); PPO needed about 50 iterations to beat its start by 5 points.
+    eval_every: int = 10                # Iterations between held-out greedy evaluations; the end is evaluated too.
+    eval_questions: int = 300           # Held-out questions per evaluation.
+    out_dir: str = "runs/ppo"           # The output folder: latest.pt, best.pt, metrics.jsonl, curves.png.
+    save_every: int = 5                 # Iterations between saves of latest.pt (every evaluation saves too), so a
+                                        # killed run loses at most this many iterations.
+    resume: bool = False                # Continue the run in --out_dir from its latest.pt, with its settings.
+    seed: int = 1337                    # The seed of the question order and of sampling.
+    device: str = "auto"                # Where to train: auto (CUDA when there is a GPU), cpu, cuda or cuda:N.
+    compile: bool = False               # Compile the model and the log-prob kernel with torch.compile; pays off on
+                                        # CUDA, slow to start on CPU.
+    bf16: bool | None = None            # Run the forward passes under bf16 autocast (none: on with CUDA, off on CPU).
+    progress: bool = True               # Show a progress bar.
+
+
+# What each option may be, checked right after parsing (config.check). None always passes: it means
+# "not set" (the warm-up's value, no limit). Checks involving several options or files: validate().
+RULES = {
+    "dataset": one_of(*data.DATASETS), "cot": one_of(*data.STYLES), "device": device_name, "seed": SEED,
+    "max_train": at_least(1), "questions_per_iter": at_least(1), "samples_per_question": at_least(1),
+    "max_new_tokens": at_least(1), "ppo_epochs": at_least(1), "minibatch_size": at_least(1),
+    "value_warmup_iters": at_least(0), "lr_warmup_iters": at_least(0), "iters": at_least(1),
+    "eval_every": at_least(1), "eval_questions": at_least(1), "save_every": at_least(1),
+    "temperature": above(0), "lr": above(0), "value_lr": above(0), "grad_clip": above(0), "clip": above(0),
+    "vf_clip": above(0), "minutes": above(0), "kl_coef": at_least(0), "vf_coef": at_least(0),
+    "weight_decay": at_least(0), "gamma": (above(0), between(0, 1)), "lam": between(0, 1),
+    "partial_reward": (at_least(0), below(1)),
+}
+
+
+def validate(cfg: Config, given=frozenset()) -> None:
+    """Refuse a mistake on the command line before anything is loaded or written (one line, exit 2)."""
+    check(cfg, RULES)
+    if not Path(cfg.init).is_file():
+        raise UserError(f"--init={cfg.init}: checkpoint not found; train the warm-up first (python train_warmup.py) "
+                        "or pass the path of its latest.pt")
+    if cfg.data_path is not None and not Path(cfg.data_path).exists():
+        raise UserError(f"--data_path={cfg.data_path}: not found")
+    check_writable_dir("out_dir", cfg.out_dir)
+    if Path(cfg.init).resolve().parent == Path(cfg.out_dir).resolve():
+        raise UserError(f"--out_dir={cfg.out_dir} holds the --init checkpoint, which PPO's latest.pt would overwrite; "
+                        "choose another --out_dir")
+
+
+class Diverged(UserError):
+    """Training produced numbers that are not finite (NaN, inf): stop, and keep the last good checkpoint."""
+
+
+def diverged(it: int, what: str, cfg: Config) -> Diverged:
+    return Diverged(f"PPO diverged in iteration {it + 1}: {what}, so nothing of it was saved (latest.pt, if any, "
+                    f"holds the last good state); lower --lr (now {cfg.lr:g}), --value_lr (now {cfg.value_lr:g}) "
+                    f"or --kl_coef (now {show(cfg.kl_coef)}) and start again")
 
 
 def resolve_defaults(cfg: Config, warm_cfg: dict) -> Config:
@@ -221,6 +279,8 @@ def ppo_update(policy, opt, r: dict, cfg: Config, info: dist.DistInfo, it: int) 
             pg_loss, pg_stats = ppo.policy_loss(logp, r["logp_old"][j], r["advantages"][j], rmask, cfg.clip)
             vf_loss, vf_stats = ppo.value_loss(values, r["values_old"][j], r["returns"][j], rmask, cfg.vf_clip)
             loss = vf_loss if value_only else pg_loss + cfg.vf_coef * vf_loss
+            if not torch.isfinite(loss):  # a NaN gradient step would turn every weight into NaN
+                raise diverged(it, f"the PPO loss became {float(loss)}", cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if info.enabled:  # data parallel: average the gradients over ranks
@@ -238,13 +298,26 @@ def ppo_update(policy, opt, r: dict, cfg: Config, info: dist.DistInfo, it: int) 
 def main(cfg: Config) -> dict:
     info = dist.setup(cfg.device)
     out = Path(cfg.out_dir)
+    if cfg.questions_per_iter % info.world_size:
+        raise UserError(f"--questions_per_iter={cfg.questions_per_iter} must divide by the number of processes "
+                        f"({info.world_size})")
     if cfg.bf16 is None:
         cfg.bf16 = info.device.type == "cuda"
     warm = load_checkpoint(cfg.init)
+    if not isinstance(warm, dict) or "model_config" not in warm:
+        raise UserError(f"--init={cfg.init} is not a reft_mini checkpoint; pass the latest.pt of a warm-up run")
     cfg = resolve_defaults(cfg, warm.get("config", {}))
+    # --resume: pick the checkpoint and compare its settings now, before anything is loaded or written.
+    resumed = None
+    if cfg.resume:
+        ck_path, ck = resume_checkpoint(out, "ppo", ("latest.pt",), map_location=info.device)
+        resumed = ck_path, ck, resume_changes(ck["config"], asdict(cfg), str(ck_path))
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    enc = get_tokenizer(warm.get("tokenizer", "reft_mini"), warm.get("config", {}).get("tokenizer_path"))
+    try:
+        enc = get_tokenizer(warm.get("tokenizer", "reft_mini"), warm.get("config", {}).get("tokenizer_path"))
+    except TokenizerError as e:
+        raise UserError(f"{cfg.init}: {e}") from None
 
     train_problems = data.load_problems(cfg.dataset, cfg.train_split, cfg.cot, cfg.data_path)
     if cfg.max_train:
@@ -259,20 +332,28 @@ def main(cfg: Config) -> dict:
     for p in reference.parameters():
         p.requires_grad_(False)
     opt = make_optimizer(policy, cfg)
-    it, best_acc, history = 0, -1.0, []
-    if cfg.resume:
-        ck = load_checkpoint(out / "latest.pt", map_location=info.device)
-        if ck.get("kind") != "ppo":
-            raise UserError(f"{out / 'latest.pt'} was written by {ck.get('kind', 'another')} training, not PPO; "
-                            "--resume continues a PPO run in the same --out_dir (or drop --resume)")
-        load_weights(policy, ck["model"], str(out / "latest.pt"))
+    it, best_acc, history, last_acc, last_eval_it = 0, -1.0, [], None, -1
+    if resumed:
+        ck_path, ck, changes = resumed
+        load_weights(policy, ck["model"], str(ck_path))
         opt.load_state_dict(ck["optimizer"])
         it, best_acc, history = ck["iter"], ck["best_acc"], ck["history"]
+        evals = [h for h in history if "eval_acc" in h]
+        if evals:
+            last_acc, last_eval_it = evals[-1]["eval_acc"], evals[-1]["iter"]
         set_rng_state(ck["rng"])
-        truncate_after(out / "metrics.jsonl", "iter", it)
+        if info.is_main:
+            truncate_after(out / "metrics.jsonl", "iter", it)  # what was logged after that checkpoint is redone
+            print(f"resume: continuing from {ck_path} at iteration {it}" + (f"; changed: {changes}" if changes else ""))
+    if info.is_main and out.is_dir():
+        stale = remove_stale_tmp(out)
+        if stale:
+            print(f"note: removed {len(stale)} unfinished checkpoint write(s) of a killed run: "
+                  f"{', '.join(p.name for p in stale)}")
     log = MetricsLog(out / "metrics.jsonl", resume=cfg.resume, enabled=info.is_main)
 
     def save(name: str, acc):
+        # save_checkpoint refuses weights that are not finite; the loop below stops before that can happen.
         if info.is_main:
             save_checkpoint({
                 # "config": the warm-up's settings (tokenizer, model, data) overlaid with PPO's own, so that
@@ -293,9 +374,8 @@ def main(cfg: Config) -> dict:
         print(f"PPO: {len(train_problems)} training questions ({cfg.dataset}/{cfg.cot}), "
               f"{cfg.questions_per_iter} x {cfg.samples_per_question} samples per iteration, "
               f"kl_coef {cfg.kl_coef}, from {cfg.init}")
-    last_acc = None
     if it == 0 and info.is_main:
-        last_acc = evaluate()  # the warm-up checkpoint's own accuracy: the number PPO must beat
+        last_acc, last_eval_it = evaluate(), 0  # the warm-up checkpoint's own accuracy: the number PPO must beat
         print(f"held-out greedy accuracy of the warm-up checkpoint: {last_acc:.1%}")
 
     stop = StopOnSignal()  # Ctrl-C / SIGTERM: finish the iteration, save latest.pt, then stop
@@ -310,7 +390,6 @@ def main(cfg: Config) -> dict:
         # Under DDP every rank must take the same decision (clocks differ), else one waits forever.
         return bool(dist.all_reduce_sum(torch.tensor(float(not go)), info) == 0) if info.enabled else go
 
-    last_eval_it = 0 if last_acc is not None else -1
     try:
         while keep_going():
             t_start = time.time()
@@ -323,9 +402,17 @@ def main(cfg: Config) -> dict:
             qs = order[start:start + q_per_rank].tolist()
             batch_prompts = [prompts[q] for q in qs for _ in range(cfg.samples_per_question)]
             gen = torch.Generator(device=info.device).manual_seed(cfg.seed * 100003 + it * 97 + info.rank)
-            with dist.autocast(info.device, cfg.bf16):
-                s = generate(policy, batch_prompts, cfg.max_new_tokens, enc.eot_token,
-                             temperature=cfg.temperature, generator=gen)
+            try:
+                with dist.autocast(info.device, cfg.bf16):
+                    s = generate(policy, batch_prompts, cfg.max_new_tokens, enc.eot_token,
+                                 temperature=cfg.temperature, generator=gen)
+            except RuntimeError as e:
+                # torch.multinomial's complaint (on CPU and CUDA alike: it checks on the host before it
+                # draws one sample) when the weights have grown so large that the softmax overflows:
+                # "probability tensor contains either inf, nan or element < 0".
+                if "probability tensor" not in str(e) and "invalid multinomial distribution" not in str(e):
+                    raise
+                raise diverged(it, "the next-token probabilities of the sampler are not finite numbers", cfg) from None
             t_sample = time.time()
 
             # ---------------- 2. SCORE: 1 / partial / 0 from the final answer (reward.py)
@@ -336,8 +423,14 @@ def main(cfg: Config) -> dict:
 
             # ---------------- 3.+4. EVALUATE the rollout once (no grad), SHAPE rewards, GAE, whitening
             r = evaluate_rollout(policy, reference, s, scores, cfg, info)
+            for key, what in (("logp_old", "log-probs"), ("values_old", "values"), ("advantages", "advantages")):
+                if not bool(torch.isfinite(r[key][r["rmask"]]).all()):
+                    raise diverged(it, f"the rollout's {what} are not finite numbers", cfg)
             # ---------------- 5. LEARN
             stats = ppo_update(policy, opt, r, cfg, info, it)
+            bad = first_non_finite(policy.state_dict())
+            if bad is not None:
+                raise diverged(it, f"weight {bad} is not a finite number after the update", cfg)
             t_end = time.time()
             it += 1
             train_seconds += t_end - t_start
@@ -352,11 +445,15 @@ def main(cfg: Config) -> dict:
                        seconds=train_seconds, value_only=it <= cfg.value_warmup_iters)
             history.append({"iter": it, "seconds": t_end - t_start})
             log.log(**row)
-            if info.is_main and (it % cfg.eval_every == 0):
+            evaluated = info.is_main and it % cfg.eval_every == 0
+            if evaluated:
                 last_acc, last_eval_it = evaluate(), it
                 if last_acc > best_acc:
                     best_acc = last_acc
                     save("best.pt", last_acc)
+            # latest.pt with every evaluation and every save_every iterations, so that a run killed without
+            # warning (SIGKILL, power cut) resumes from there; the last iteration is saved after the loop.
+            if evaluated or (it % cfg.save_every == 0 and it < cfg.iters):
                 save("latest.pt", last_acc)
             if bar is not None:
                 bar.set_postfix(correct=f"{row['correct']:.0%}", kl=f"{kl_seq:.2f}",
@@ -376,16 +473,20 @@ def main(cfg: Config) -> dict:
     if info.is_main:
         if stop.now:
             print(f"interrupted at iteration {it}: saved {out / 'latest.pt'}; continue with --resume")
-        plot_curves(out / "metrics.jsonl", out / "curves.png",
-                    [("reward", ["score", "correct"]), ("held-out greedy accuracy", ["eval_acc"]),
-                     ("KL to reference (nats/seq)", ["kl"]), ("losses", ["pg_loss", "vf_loss"])],
-                    x="iter", title="ReFT stage 2 (PPO)")
-        print(f"done: {it} iterations in {train_seconds / 60:.1f} min; held-out greedy accuracy "
-              f"{last_acc:.1%} (best {best_acc:.1%}); outputs in {out}/")
+        plot = plot_curves(out / "metrics.jsonl", out / "curves.png",
+                           [("reward", ["score", "correct"]), ("held-out greedy accuracy", ["eval_acc"]),
+                            ("KL to reference (nats/seq)", ["kl"]), ("losses", ["pg_loss", "vf_loss"])],
+                           x="iter", title="ReFT stage 2 (PPO)")
+        evals = [h["eval_acc"] for h in history if "eval_acc" in h]
+        accs = " -> ".join(f"{a:.1%}" for a in (evals[:1] + evals[-1:] if len(evals) > 1 else evals))
+        print(f"summary: PPO {it} iteration{'s' * (it != 1)}, {duration(train_seconds)} of training; held-out greedy "
+              f"accuracy {accs or 'not measured'} ({len(eval_problems)} questions); "
+              + summary_outputs(out / "latest.pt", out / "metrics.jsonl", plot))
     dist.teardown()
     return {"iter": it, "eval_acc": last_acc, "best_acc": best_acc, "history": history}
 
 
 if __name__ == "__main__":
     torch.set_num_threads(int(os.environ.get("REFT_THREADS", torch.get_num_threads())))
-    dist.run_script(lambda: main(parse_config(Config, prog="train_ppo.py")))  # torchrun-safe exit: see dist.py
+    # torchrun-safe exit: see dist.py. validate runs right after parsing, before anything is loaded.
+    dist.run_script(lambda: main(parse_config(Config, prog="train_ppo.py", validate=validate)))

@@ -1,14 +1,13 @@
 """Training logs a person can read: one JSON object per line (metrics.jsonl) and a PNG of the curves.
 
-matplotlib is optional: without it the PNG is skipped with a one-line note (the JSONL is always there,
-and any plotting tool reads it).
+matplotlib is optional: without it the PNG is skipped and each script's closing summary line says
+how to get it (the JSONL is always there, and any plotting tool reads it).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 
@@ -45,16 +44,15 @@ def truncate_after(path: str | Path, key: str, value) -> None:
 
 
 def plot_curves(path: str | Path, out_png: str | Path, panels: list[tuple[str, list[str]]], x: str = "step",
-                title: str = "") -> bool:
-    """Draw one panel per (title, [keys]) from metrics.jsonl. Returns False when matplotlib is absent."""
+                title: str = "") -> Path | None:
+    """Draw one panel per (title, [keys]) from metrics.jsonl. Returns the PNG's path, or None when
+    matplotlib is not installed (`summary_outputs` then says how to install it)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("note: matplotlib is not installed, so no PNG plot (pip install matplotlib); "
-              f"the numbers are in {path}", file=sys.stderr)
-        return False
+        return None
     rows = read_jsonl(path)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
     for ax, (name, keys) in zip(axes[0], panels):
@@ -73,4 +71,23 @@ def plot_curves(path: str | Path, out_png: str | Path, panels: list[tuple[str, l
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
-    return True
+    return Path(out_png)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The closing `summary:` line of each training script: what was done, how well, and where it all is.
+
+def duration(seconds: float) -> str:
+    """3 min 57 s, 42 s, 1 h 05 min: how long a run trained, for a person to read."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def summary_outputs(checkpoint: str | Path, metrics: str | Path, plot: Path | None) -> str:
+    """checkpoint ..., metrics ..., plot ... (or how to get the plot when matplotlib is missing)."""
+    drawn = f"plot {plot}" if plot is not None else "no plot: pip install -e '.[plot]'"
+    return f"checkpoint {checkpoint}, metrics {metrics}, {drawn}"

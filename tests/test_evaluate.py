@@ -41,7 +41,7 @@ def one_thread():
 
 
 def run(argv):
-    return ev.main(parse_config(ev.Config, argv, positional="checkpoints"))
+    return ev.main(parse_config(ev.Config, argv, positional="checkpoints", validate=ev.validate))
 
 
 # ------------------------------------------------------------------------------------------ metrics
@@ -267,18 +267,18 @@ def test_missing_checkpoint_file_is_an_error(tmp_path):
 def test_a_file_that_is_not_a_reft_mini_checkpoint_is_an_error(tmp_path):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(UserError, match="not a reft_mini checkpoint"):
-        run([str(tmp_path / "other.pt")])
+        run([str(tmp_path / "other.pt"), f"--out={tmp_path / 'eval'}"])
 
 
 def test_model_and_tokenizer_vocabularies_must_agree(tmp_path, tokenizer_path):
     bad = make_checkpoint(tmp_path / "bad.pt", tokenizer_path, vocab_size=97)
     with pytest.raises(UserError, match="vocabulary"):
-        run([str(bad)])
+        run([str(bad), f"--out={tmp_path / 'eval'}"])
 
 
 def test_unknown_data_set_or_split_is_an_error(tmp_path, tokenizer_path, synthetic_ready):
     a = make_checkpoint(tmp_path / "a.pt", tokenizer_path)
-    with pytest.raises(UserError, match="unknown data set"):
+    with pytest.raises(UserError, match="--dataset=nope: choose one of synthetic"):
         run([str(a), "--dataset=nope"])
     with pytest.raises(UserError, match="nope_split"):
         run([str(a), "--splits=test,nope_split", "--limit=2", "--k=", f"--out={tmp_path}"])

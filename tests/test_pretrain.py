@@ -140,8 +140,7 @@ def test_a_finished_run_evaluates_exports_and_the_warmup_starts_from_it(tmp_path
     assert slim["kind"] == "base" and slim["step"] == 4 and "optimizer" not in slim
     assert all(v.dtype == torch.float16 for v in slim["model"].values() if v.is_floating_point())
     # Stage 1 takes it as its starting point, as it takes the shipped data/base/base.pt.
-    warm = subprocess.run([sys.executable, "train_warmup.py", f"--init={tmp_path / 'base.pt'}", "--model=tiny",
-                           "--cot=nl", "--max_steps=1", "--max_train=96", "--batch_size=8", "--eval_questions=2",
+    warm = subprocess.run([sys.executable, "train_warmup.py", f"--init={tmp_path / 'base.pt'}", "--cot=nl", "--max_steps=1", "--max_train=96", "--batch_size=8", "--eval_questions=2",
                            "--max_new_tokens=4", "--progress=false", f"--out_dir={tmp_path / 'warmup'}"],
                           cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1", "REFT_THREADS": "1"},
                           capture_output=True, text=True, timeout=600)

@@ -108,7 +108,7 @@ def test_user_errors_are_one_line_without_a_traceback(args, message):
 def test_resuming_with_another_model_shape_is_refused(tmp_path):
     run(TINY + ["--max_steps=1", f"--out_dir={tmp_path}"])
     p = run(TINY + ["--model=demo", "--resume", f"--out_dir={tmp_path}"], check=False)
-    assert p.returncode == 2 and "another model shape" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 2 and "--model=demo (was tiny)" in p.stderr and "Traceback" not in p.stderr
 
 
 @pytest.mark.slow

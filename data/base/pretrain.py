@@ -27,7 +27,7 @@ counted in those minutes. Other options:
     python data/base/pretrain.py --resume --export=data/base/base.pt   # export a finished runs/base
     python data/base/pretrain.py --help                           # every option, its default and meaning
 
-Reading order: Config -> pretraining_rows() -> main(). The model is reft_mini/model.py; the loss,
+Reading order: Config -> validate() -> pretraining_rows() -> main(). The model is reft_mini/model.py; the loss,
 optimizer and lr schedule are the warm-up's own (imported from train_warmup.py), so stage 0 and
 stage 1 differ only in their data: here every token of fresh text counts, there only the answer.
 """
@@ -52,46 +52,77 @@ import torch  # noqa: E402
 
 import synthetic  # noqa: E402  (data/synthetic/synthetic.py: the skill text)
 from reft_mini import data, dist  # noqa: E402
-from reft_mini.checkpoint import (StopOnSignal, load_checkpoint, load_weights, rng_state,  # noqa: E402
-                                  save_checkpoint, set_rng_state)
-from reft_mini.config import UserError, parse_config  # noqa: E402
+from reft_mini.checkpoint import (StopOnSignal, first_non_finite, load_checkpoint, load_weights,  # noqa: E402
+                                  remove_stale_tmp, resume_checkpoint, rng_state, save_checkpoint, set_rng_state)
+from reft_mini.config import (SEED, UserError, above, at_least, between, check, check_writable_dir,  # noqa: E402
+                              device_name, one_of, parse_config, resume_changes)
 from reft_mini.evaluation import greedy_accuracy  # noqa: E402
-from reft_mini.metrics import MetricsLog, plot_curves, truncate_after  # noqa: E402
-from reft_mini.model import GPT, config_from_preset  # noqa: E402
+from reft_mini.metrics import MetricsLog, duration, plot_curves, summary_outputs, truncate_after  # noqa: E402
+from reft_mini.model import GPT, PRESETS, config_from_preset  # noqa: E402
 from reft_mini.tokenizer import get_tokenizer  # noqa: E402
-from train_warmup import encode_all, heldout_loss, lr_at, make_optimizer, sft_loss_sum  # noqa: E402
+from train_warmup import SCHEDULES, encode_all, heldout_loss, lr_at, make_optimizer, sft_loss_sum  # noqa: E402
 
 
 @dataclass
 class Config:
     """Stage 0 (not part of ReFT): pretrain the base model on fresh synthetic skill text."""
     # --- model (always a fresh random init; the tokenizer is the shipped reft_mini BPE)
-    model: str = "demo"                 # size preset: tiny | demo | small | gpt2 (see reft_mini/model.py)
+    model: str = "demo"                 # The model size: tiny (0.05 M parameters), demo (1.3 M, the shipped base),
+                                        # small (6.6 M) or gpt2 (124 M).
     # --- data: an endless stream of fresh text, packed into rows
-    batch_size: int = 32                # rows per optimizer step
-    row_len: int = 256                  # tokens per row (at most the model's context); texts packed end to end
-    # --- optimisation (the warm-up's AdamW and schedule, see train_warmup.py)
-    steps: int = 2400                   # optimizer steps the lr schedule spans (the shipped run stopped at 1,579)
-    lr: float = 2e-3                    # peak learning rate
-    warmup_frac: float = 0.05           # share of steps with linearly rising lr
-    schedule: str = "cosine"            # lr decay after warm-up: cosine | linear | constant
-    min_lr_frac: float = 0.1            # lr at the end, as a fraction of the peak
-    weight_decay: float = 0.1           # AdamW decay, on weight matrices only
-    grad_clip: float = 1.0              # clip the global gradient norm
+    batch_size: int = 32                # Rows per optimizer step.
+    row_len: int = 256                  # Tokens per row, at most the model's context; texts are packed end to end.
+    # --- optimisation (the warm-up's AdamW and lr schedule)
+    steps: int = 2400                   # Optimizer steps the learning-rate schedule spans (the shipped run stopped
+                                        # at step 1,579, when --minutes ran out).
+    lr: float = 2e-3                    # The peak learning rate.
+    warmup_frac: float = 0.05           # The share of steps over which the learning rate rises linearly.
+    schedule: str = "cosine"            # How the learning rate decays after its warm-up: cosine, linear or constant.
+    min_lr_frac: float = 0.1            # The final learning rate, as a fraction of the peak.
+    weight_decay: float = 0.1           # AdamW weight decay, applied to weight matrices only.
+    grad_clip: float = 1.0              # Clip the global gradient norm to this value.
     # --- evaluation, checkpoints and logging
-    cot: str = "nl"                     # CoT style of the held-out evaluation (nl | program); training sees both
-    eval_every: int = 200               # steps between held-out loss + greedy accuracy (and at the end)
-    eval_questions: int = 200           # questions of the synthetic test split to evaluate on
-    max_new_tokens: int = 160           # longest generated answer during evaluation
-    save_every: int = 200               # steps between checkpoints (out_dir/latest.pt)
-    out_dir: str = "runs/base"          # latest.pt, metrics.jsonl, curves.png
-    resume: bool = False                # continue from out_dir/latest.pt (same config)
-    max_steps: int | None = None        # stop after this many steps; the schedule still spans --steps (smoke tests)
-    minutes: float | None = 50.0        # stop after this many minutes of training (evaluation excluded); none: no limit
-    export: str | None = None           # at the end, also write the float16 base file here (e.g. data/base/base.pt)
-    seed: int = 1337                    # seeds the init and the text stream
-    device: str = "auto"                # auto | cpu | cuda
-    progress: bool = True               # tqdm progress bar
+    cot: str = "nl"                     # The chain-of-thought style of the held-out evaluation, nl or program;
+                                        # training sees both.
+    eval_every: int = 200               # Steps between held-out loss and greedy accuracy; the end is evaluated too.
+    eval_questions: int = 200           # Questions of the synthetic test split to evaluate on.
+    max_new_tokens: int = 160           # The longest answer generated during evaluation, in tokens.
+    save_every: int = 200               # Steps between saves of out_dir/latest.pt, so a killed run loses at most
+                                        # this many steps.
+    out_dir: str = "runs/base"          # The output folder: latest.pt, metrics.jsonl, curves.png.
+    resume: bool = False                # Continue the run in --out_dir from its latest.pt, with its settings.
+    max_steps: int | None = None        # Stop after this many steps, while the schedule still spans --steps (none:
+                                        # run the whole schedule).
+    minutes: float | None = 50.0        # Stop after this many minutes of training, evaluation excluded (none: no
+                                        # limit).
+    export: str | None = None           # At the end, also write the float16 base file here, e.g. data/base/base.pt.
+    seed: int = 1337                    # The seed of the initial weights and of the text stream.
+    device: str = "auto"                # Where to train: auto (CUDA when there is a GPU), cpu, cuda or cuda:N.
+    progress: bool = True               # Show a progress bar.
+
+
+# What each option may be, checked right after parsing (config.check); None always passes.
+RULES = {
+    "model": one_of(*PRESETS), "schedule": one_of(*SCHEDULES), "cot": one_of(*data.STYLES),
+    "device": device_name, "seed": SEED, "batch_size": at_least(1), "row_len": at_least(2), "steps": at_least(1),
+    "eval_every": at_least(1), "eval_questions": at_least(1), "max_new_tokens": at_least(1),
+    "save_every": at_least(1), "max_steps": at_least(1), "minutes": above(0), "lr": above(0),
+    "grad_clip": above(0), "weight_decay": at_least(0), "warmup_frac": between(0, 1), "min_lr_frac": between(0, 1),
+}
+
+
+def validate(cfg: Config, given=frozenset()) -> None:
+    """Refuse a mistake on the command line before anything is loaded or written (one line, exit 2)."""
+    check(cfg, RULES)
+    block = config_from_preset(cfg.model).block_size
+    if cfg.row_len > block:
+        raise UserError(f"--row_len={cfg.row_len} is longer than the {cfg.model} model's context ({block} tokens); "
+                        f"use at most --row_len={block}")
+    check_writable_dir("out_dir", cfg.out_dir)
+    if cfg.export is not None:
+        if Path(cfg.export).is_dir():
+            raise UserError(f"--export={cfg.export} is a folder; name the file to write, e.g. data/base/base.pt")
+        check_writable_dir("export", str(Path(cfg.export).parent))
 
 
 def pretraining_rows(enc, seed: int, step: int, n: int, row_len: int) -> list[tuple[list[int], list[int]]]:
@@ -129,9 +160,12 @@ def main(cfg: Config) -> dict:
     info = dist.setup(cfg.device)
     if info.world_size > 1:
         raise UserError("data/base/pretrain.py runs in one process; start it with python, not torchrun")
-    if cfg.cot not in data.STYLES:
-        raise UserError(f"--cot={cfg.cot}: choose one of {', '.join(data.STYLES)}")
     device, out = info.device, Path(cfg.out_dir)
+    # --resume: pick the checkpoint and compare its settings now, before anything is loaded or written.
+    resumed = None
+    if cfg.resume:
+        ck_path, ck = resume_checkpoint(out, "base", ("latest.pt",), map_location=device)
+        resumed = ck_path, ck, resume_changes(ck["config"], asdict(cfg), str(ck_path))
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
 
@@ -139,7 +173,7 @@ def main(cfg: Config) -> dict:
     model = GPT(config_from_preset(cfg.model, vocab_size=enc.n_vocab, dropout=0.0))
     for p in model.value_head.parameters():
         p.requires_grad_(False)  # a critic belongs to PPO; a language model has none to train
-    row_len = min(cfg.row_len, model.config.block_size)
+    row_len = cfg.row_len  # validate() made sure it fits the model's context
     # Held-out monitor: the annotated synthetic *test* questions, which stage 0 never trains on.
     eval_problems = data.load_problems("synthetic", "test", cfg.cot)[:cfg.eval_questions]
     eval_ex = encode_all(enc, eval_problems, cfg, model.config.block_size, "held-out")
@@ -147,16 +181,21 @@ def main(cfg: Config) -> dict:
     opt = make_optimizer(model, cfg)
 
     step, history, train_seconds = 0, [], 0.0
-    if cfg.resume:
-        ck = load_checkpoint(out / "latest.pt", map_location=device)
+    if resumed:
+        ck_path, ck, changes = resumed
         if ck.get("model_config") != asdict(model.config):
-            raise UserError(f"{out / 'latest.pt'} has another model shape; resume with the --model it was trained with")
-        load_weights(model, ck["model"], str(out / "latest.pt"))
+            raise UserError(f"{ck_path} has another model shape; resume with the --model it was trained with")
+        load_weights(model, ck["model"], str(ck_path))
         opt.load_state_dict(ck["optimizer"])
         step, history, train_seconds = ck["step"], ck["history"], ck.get("train_seconds", 0.0)
         set_rng_state(ck["rng"])
         truncate_after(out / "metrics.jsonl", "step", step)  # drop rows logged after that checkpoint
-        print(f"resumed from {out / 'latest.pt'} at step {step}")
+        print(f"resume: continuing from {ck_path} at step {step}" + (f"; changed: {changes}" if changes else ""))
+    if out.is_dir():
+        stale = remove_stale_tmp(out)
+        if stale:
+            print(f"note: removed {len(stale)} unfinished checkpoint write(s) of a killed run: "
+                  f"{', '.join(p.name for p in stale)}")
     log = MetricsLog(out / "metrics.jsonl", resume=cfg.resume)
     print(f"stage 0: {model.num_params() / 1e6:.2f} M parameters, {cfg.steps} steps of {cfg.batch_size} x {row_len} "
           f"tokens of fresh synthetic skill text, device {device}")
@@ -169,6 +208,10 @@ def main(cfg: Config) -> dict:
         return acc
 
     def save() -> None:
+        bad = first_non_finite(model.state_dict())  # never replace a good checkpoint with NaN weights
+        if bad is not None:
+            raise UserError(f"weight {bad} is not a finite number after step {step}, so {out / 'latest.pt'} was not "
+                            f"written; lower --lr (now {cfg.lr}) and start again")
         save_checkpoint({"kind": "base", "model_config": asdict(model.config), "model": model.state_dict(),
                          "optimizer": opt.state_dict(), "step": step, "history": history, "config": asdict(cfg),
                          "tokenizer": "reft_mini", "rng": rng_state(), "train_seconds": train_seconds,
@@ -196,6 +239,8 @@ def main(cfg: Config) -> dict:
             if not math.isfinite(loss):
                 raise UserError(f"loss became {loss} at step {step}; lower --lr (now {cfg.lr})")
             gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+            if not math.isfinite(gnorm):  # clipping an infinite norm would turn every weight into NaN
+                raise UserError(f"the gradient norm became {gnorm} at step {step}; lower --lr (now {cfg.lr})")
             opt.step()
             opt.zero_grad(set_to_none=True)
             step += 1
@@ -215,21 +260,26 @@ def main(cfg: Config) -> dict:
     if not stop.now and cfg.max_steps is None and step > 0 and (not history or history[-1]["step"] != step):
         evaluate()  # stopped by --minutes between two evaluations: measure where it ended
     save()
-    plot_curves(out / "metrics.jsonl", out / "curves.png",
-                [("training loss", ["loss"]), ("held-out loss (annotated task)", ["eval_loss"]),
-                 ("held-out greedy accuracy", ["eval_acc"])], x="step", title="Stage 0: the base model")
+    plot = plot_curves(out / "metrics.jsonl", out / "curves.png",
+                       [("training loss", ["loss"]), ("held-out loss (annotated task)", ["eval_loss"]),
+                        ("held-out greedy accuracy", ["eval_acc"])], x="step", title="Stage 0: the base model")
+    exported = ""
     if stop.now:
         print(f"interrupted at step {step}: saved {out / 'latest.pt'}; continue with --resume")
     elif cfg.export:
         dst = export_weights(out / "latest.pt", cfg.export)
+        exported = f", base model {dst}"
         print(f"exported {dst} ({dst.stat().st_size / 1e6:.1f} MB, float16)")
     acc = history[-1]["eval_acc"] if history else None
-    print(f"done: step {step}, held-out greedy accuracy {'not measured' if acc is None else f'{acc:.1%}'}; "
-          f"checkpoint {out / 'latest.pt'}")
+    measured = "not measured" if acc is None else f"{acc:.1%} ({len(eval_problems)} questions)"
+    print(f"summary: stage 0 {step} step{'s' * (step != 1)}, {duration(train_seconds)} of training; "
+          f"held-out greedy accuracy {measured}; "
+          + summary_outputs(out / "latest.pt", out / "metrics.jsonl", plot) + exported)
     dist.teardown()
     return {"step": step, "eval_acc": acc, "history": history}
 
 
 if __name__ == "__main__":
     torch.set_num_threads(int(os.environ.get("REFT_THREADS", torch.get_num_threads())))
-    dist.run_script(lambda: main(parse_config(Config, prog="data/base/pretrain.py")))
+    # validate runs right after parsing, before anything is loaded or written.
+    dist.run_script(lambda: main(parse_config(Config, prog="data/base/pretrain.py", validate=validate)))
