@@ -92,6 +92,10 @@ class Config:
     kl_coef: float | None = None        # Beta, the weight of the per-token KL penalty to the reference (none: the
                                         # paper's 0.05 for N-CoT, 0.01 for P-CoT).
     # --- PPO
+    estimator: str = "gae"              # The advantage estimator: gae (the paper's: a value head and GAE), or the
+                                        # critic-free grpo, rloo or drgrpo, whose baseline is the other samples of
+                                        # the same question (no value head; see reft_mini/ppo.py).
+    group_std: bool = True              # With grpo, divide each group's advantages by its standard deviation.
     ppo_epochs: int = 1                 # Passes over each rollout batch; one pass fits more iterations into the same
                                         # minutes and scored higher here (the paper: 2).
     minibatch_size: int = 64            # Responses per gradient step.
@@ -111,9 +115,10 @@ class Config:
     lr_warmup_iters: int = 5            # After them, the policy learning rate rises linearly over this many
                                         # iterations.
     # --- loop, evaluation, output
-    iters: int = 100000                 # Stop after this many iterations, or earlier when --minutes runs out.
-    minutes: float | None = 8.0         # Stop after this many minutes of training, evaluation excluded (none: no
-                                        # limit); PPO needed about 50 iterations to beat its start by 5 points.
+    iters: int = 50                     # Stop after this many iterations (about 8 minutes on 2 CPU cores); PPO
+                                        # needed about 50 to beat its start by 5 points (the paper: 300 epochs).
+    minutes: float | None = None        # Or stop after this many minutes of training, evaluation excluded (none: no
+                                        # limit).
     eval_every: int = 10                # Iterations between held-out greedy evaluations; the end is evaluated too.
     eval_questions: int = 300           # Held-out questions per evaluation.
     out_dir: str = "runs/ppo"           # The output folder: latest.pt, best.pt, metrics.jsonl, curves.png.
@@ -139,13 +144,16 @@ RULES = {
     "temperature": above(0), "lr": above(0), "value_lr": above(0), "grad_clip": above(0), "clip": above(0),
     "vf_clip": above(0), "minutes": above(0), "kl_coef": at_least(0), "vf_coef": at_least(0),
     "weight_decay": at_least(0), "gamma": (above(0), between(0, 1)), "lam": between(0, 1),
-    "partial_reward": (at_least(0), below(1)),
+    "partial_reward": (at_least(0), below(1)), "estimator": one_of(*ppo.ESTIMATORS),
 }
 
 
 def validate(cfg: Config, given=frozenset()) -> None:
     """Refuse a mistake on the command line before anything is loaded or written (one line, exit 2)."""
     check(cfg, RULES)
+    if cfg.estimator != "gae" and cfg.samples_per_question < 2:
+        raise UserError(f"--estimator={cfg.estimator} compares the samples of one question with each other: it needs "
+                        f"--samples_per_question of at least 2 (now {cfg.samples_per_question})")
     if not Path(cfg.init).is_file():
         raise UserError(f"--init={cfg.init}: checkpoint not found; train the warm-up first (python train_warmup.py) "
                         "or pass the path of its latest.pt")
@@ -241,12 +249,22 @@ def evaluate_rollout(policy, reference, s, scores: torch.Tensor, cfg: Config, in
     values_old = policy.values(h)                                       # (B,N)
     h_ref = response_states(reference, seq, index, rmask, cfg.bf16)
     logp_ref, _ = token_logprobs(h_ref, reference.lm_weight(), resp, cfg.temperature, compile=cfg.compile)
-    # r_t = -beta * (log pi_old - log pi_ref) on every token, + the score on the last one
-    rewards, kl = ppo.kl_shaped_rewards(scores, logp_old, logp_ref, rmask, cfg.kl_coef)
-    advantages, returns = ppo.gae(rewards, values_old, rmask, cfg.gamma, cfg.lam)
-    # Whiten over the global batch (all ranks' samples, as ReFT whitens over all GPUs).
-    all_sum = (lambda t: dist.all_reduce_sum(t, info)) if info.enabled else None
-    advantages = ppo.masked_whiten(advantages, rmask, all_sum=all_sum)
+    if cfg.estimator == "gae":
+        # r_t = -beta * (log pi_old - log pi_ref) on every token, + the score on the last one
+        rewards, kl = ppo.kl_shaped_rewards(scores, logp_old, logp_ref, rmask, cfg.kl_coef)
+        advantages, returns = ppo.gae(rewards, values_old, rmask, cfg.gamma, cfg.lam)
+        # Whiten over the global batch (all ranks' samples, as ReFT whitens over all GPUs).
+        all_sum = (lambda t: dist.all_reduce_sum(t, info)) if info.enabled else None
+        advantages = ppo.masked_whiten(advantages, rmask, all_sum=all_sum)
+    else:
+        # Critic-free (not the paper's): the other samples of the same question are the baseline. The
+        # group's advantage takes the score's place on the last token, the KL penalty stays on every
+        # token, and each token's advantage is the reward-to-go (GAE with V = 0 and lambda = 1). Groups
+        # are the samples_per_question rows of one question, which never span two processes.
+        outcome = ppo.group_advantages(scores, cfg.samples_per_question, cfg.estimator, std=cfg.group_std)
+        rewards, kl = ppo.kl_shaped_rewards(outcome, logp_old, logp_ref, rmask, cfg.kl_coef)
+        advantages, _ = ppo.gae(rewards, torch.zeros_like(rewards), rmask, cfg.gamma, 1.0)
+        returns = torch.zeros_like(advantages)                          # no value head to regress
     # h is kept: during the value warm-up the backbone is frozen, so these states are all the head needs.
     return dict(seq=seq, index=index, resp=resp, rmask=rmask, scores=scores, logp_old=logp_old,
                 values_old=values_old, kl=kl, advantages=advantages, returns=returns, ended=s.ended,
@@ -255,8 +273,10 @@ def evaluate_rollout(policy, reference, s, scores: torch.Tensor, cfg: Config, in
 
 def ppo_update(policy, opt, r: dict, cfg: Config, info: dist.DistInfo, it: int) -> list[dict]:
     """5. LEARN: `ppo_epochs` passes over the rollout in minibatches; returns per-minibatch statistics."""
-    value_only = it < cfg.value_warmup_iters
-    ramp = min(1.0, (it - cfg.value_warmup_iters + 1) / max(1, cfg.lr_warmup_iters))
+    critic = cfg.estimator == "gae"                                     # the critic-free estimators skip the
+    warm = cfg.value_warmup_iters if critic else 0                      # value head and its warm-up
+    value_only = it < warm
+    ramp = min(1.0, (it - warm + 1) / max(1, cfg.lr_warmup_iters))
     opt.param_groups[0]["lr"] = 0.0 if value_only else cfg.lr * ramp    # group 0 = backbone, 1 = value head
     B = r["resp"].shape[0]
     mb = max(1, min(cfg.minibatch_size // info.world_size, B))
@@ -275,10 +295,15 @@ def ppo_update(policy, opt, r: dict, cfg: Config, info: dist.DistInfo, it: int) 
                 h = response_states(policy, r["seq"][j], r["index"][j], rmask, cfg.bf16)
                 logp, entropy = token_logprobs(h, policy.lm_weight(), r["resp"][j], cfg.temperature,
                                                with_entropy=True, compile=cfg.compile)
-            values = policy.values(h.float())                           # float32 even under autocast
-            pg_loss, pg_stats = ppo.policy_loss(logp, r["logp_old"][j], r["advantages"][j], rmask, cfg.clip)
-            vf_loss, vf_stats = ppo.value_loss(values, r["values_old"][j], r["returns"][j], rmask, cfg.vf_clip)
-            loss = vf_loss if value_only else pg_loss + cfg.vf_coef * vf_loss
+            reduction = "budget" if cfg.estimator == "drgrpo" else "seq_mean"   # Dr. GRPO: no length norm
+            pg_loss, pg_stats = ppo.policy_loss(logp, r["logp_old"][j], r["advantages"][j], rmask, cfg.clip,
+                                                reduction)
+            if critic:
+                values = policy.values(h.float())                       # float32 even under autocast
+                vf_loss, vf_stats = ppo.value_loss(values, r["values_old"][j], r["returns"][j], rmask, cfg.vf_clip)
+                loss = vf_loss if value_only else pg_loss + cfg.vf_coef * vf_loss
+            else:
+                vf_loss, vf_stats, loss = torch.zeros(()), {}, pg_loss
             if not torch.isfinite(loss):  # a NaN gradient step would turn every weight into NaN
                 raise diverged(it, f"the PPO loss became {float(loss)}", cfg)
             opt.zero_grad(set_to_none=True)
@@ -439,10 +464,12 @@ def main(cfg: Config) -> dict:
             row = {k: sum(st[k] for st in stats) / len(stats) for k in stats[0]}
             kl_seq = float((r["kl"] * r["rmask"]).sum(1).mean())  # KL to the reference, nats per response
             row.update(iter=it, score=float(scores.mean()), correct=float((scores == 1.0).float().mean()),
-                       kl=kl_seq, explained_var=float(ppo.explained_variance(r["values_old"], r["returns"], r["rmask"])),
-                       response_len=float(r["rmask"].sum(1).float().mean()), ended=float(s.ended.float().mean()),
-                       t_sample=t_sample - t_start, t_score=t_score - t_sample, t_learn=t_end - t_score,
-                       seconds=train_seconds, value_only=it <= cfg.value_warmup_iters)
+                       kl=kl_seq, response_len=float(r["rmask"].sum(1).float().mean()),
+                       ended=float(s.ended.float().mean()), t_sample=t_sample - t_start, t_score=t_score - t_sample,
+                       t_learn=t_end - t_score, seconds=train_seconds)
+            if cfg.estimator == "gae":  # how much of the returns' variance the value head explains
+                row.update(explained_var=float(ppo.explained_variance(r["values_old"], r["returns"], r["rmask"])),
+                           value_only=it <= cfg.value_warmup_iters)
             history.append({"iter": it, "seconds": t_end - t_start})
             log.log(**row)
             evaluated = info.is_main and it % cfg.eval_every == 0

@@ -101,12 +101,14 @@ def test_unfinished_responses_get_the_configured_score():
 
 
 @pytest.mark.slow
-def test_ppo_raises_a_toy_reward_from_chance_to_above_ninety_percent():
+@pytest.mark.parametrize("estimator", ["gae", "grpo", "rloo", "drgrpo"])
+def test_ppo_raises_a_toy_reward_from_chance_to_above_ninety_percent(estimator):
     # Reward 1 when the first generated token is 7 (chance: 1 in 50), else 0. The optimum is known: always
-    # start with 7. The loop below is train_ppo's own iteration (rollout, evaluate_rollout, ppo_update).
+    # start with 7. The loop below is train_ppo's own iteration (rollout, evaluate_rollout, ppo_update),
+    # with the paper's value head and GAE and with each critic-free group baseline (8 questions x 4).
     torch.manual_seed(0)
     policy, reference = tiny_policy(1), tiny_policy(1)
-    c = cfg(lr=1e-2, kl_coef=0.0, minibatch_size=32, value_lr=1e-2)
+    c = cfg(lr=1e-2, kl_coef=0.0, minibatch_size=32, value_lr=1e-2, estimator=estimator, samples_per_question=4)
     opt = train_ppo.make_optimizer(policy, c)
     prompts = [[1, 2, 3]] * 32
     means = []
@@ -206,3 +208,31 @@ def test_train_ppo_runs_under_torchrun_with_two_processes(tmp_path):
     assert [r["iter"] for r in rows if "pg_loss" in r] == [1, 2, 3]  # rank 0 logs once per iteration
     ck = torch.load(tmp_path / "p" / "latest.pt", weights_only=True)
     assert ck["iter"] == 3
+
+
+def test_critic_free_advantages_are_the_group_baselined_reward_to_go_and_skip_the_value_head():
+    policy, reference = tiny_policy(), tiny_policy(1)
+    s = generate(policy, PROMPTS, 6, EOT, generator=torch.Generator().manual_seed(1))
+    scores = torch.tensor([1.0, 0.0, 0.1, 1.0, 1.0, 1.0])               # 3 questions x 2 samples
+    c = cfg(estimator="rloo", samples_per_question=2)
+    r = train_ppo.evaluate_rollout(policy, reference, s, scores, c, dist.DistInfo())
+    outcome = ppo.group_advantages(scores, 2, "rloo")                    # [1, -1, -0.9, 0.9, 0, 0]
+    rewards, _ = ppo.kl_shaped_rewards(outcome, r["logp_old"], r["logp_old"] - r["kl"], r["rmask"], c.kl_coef)
+    rtg = rewards.flip(1).cumsum(1).flip(1) * r["rmask"]                 # reward-to-go, gamma = 1
+    assert torch.allclose(r["advantages"], rtg, atol=1e-6)
+    assert (r["returns"] == 0).all()
+    # The value head is not trained: its weights do not move, the backbone's do.
+    opt = train_ppo.make_optimizer(policy, c)
+    head = [p.detach().clone() for p in policy.value_head.parameters()]
+    body = policy.transformer.wte.weight.detach().clone()
+    train_ppo.ppo_update(policy, opt, r, c, dist.DistInfo(), it=0)
+    assert all(torch.equal(a, b) for a, b in zip(head, policy.value_head.parameters()))
+    assert not torch.equal(body, policy.transformer.wte.weight)
+
+
+def test_critic_free_estimators_need_two_samples_per_question(tmp_path):
+    init = tmp_path / "w.pt"
+    init.write_bytes(b"")
+    with pytest.raises(train_ppo.UserError, match="samples_per_question of at least 2"):
+        train_ppo.validate(train_ppo.Config(init=str(init), estimator="grpo", samples_per_question=1,
+                                            out_dir=str(tmp_path / "p")))
