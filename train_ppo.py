@@ -93,8 +93,8 @@ class Config:
                                         # paper's 0.05 for N-CoT, 0.01 for P-CoT).
     # --- PPO
     estimator: str = "gae"              # The advantage estimator: gae (the paper's: a value head and GAE), or the
-                                        # critic-free grpo, rloo or drgrpo, whose baseline is the other samples of
-                                        # the same question (no value head; see reft_mini/ppo.py).
+                                        # critic-free grpo (DeepSeekMath), rloo (leave-one-out) or drgrpo (Dr. GRPO),
+                                        # whose baseline is the other samples of the same question (no value head).
     group_std: bool = True              # With grpo, divide each group's advantages by its standard deviation.
     ppo_epochs: int = 1                 # Passes over each rollout batch; one pass fits more iterations into the same
                                         # minutes and scored higher here (the paper: 2).

@@ -250,8 +250,12 @@ def token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, temperature:
     if not flat_h.is_contiguous():
         flat_h = flat_h.contiguous()
     flat_y = targets.reshape(B * T).long()
-    out = _FusedTokenLogprobs.apply(flat_h, weight, flat_y, float(temperature), bool(with_entropy),
-                                    int(chunk_size), bool(compile))
+    # Autocast off inside: a caller's bf16 autocast (the warm-up's forward runs under it on CUDA) would
+    # otherwise turn the logits matmul into bfloat16 (log-probs off by ~0.08 nats, measured with CPU bf16
+    # autocast), and the backward, which recomputes the logits in float32, would disagree with the forward.
+    with torch.autocast(hidden.device.type, enabled=False):
+        out = _FusedTokenLogprobs.apply(flat_h, weight, flat_y, float(temperature), bool(with_entropy),
+                                        int(chunk_size), bool(compile))
     if with_entropy:
         logp, entropy = out
         return logp.view(B, T), entropy.view(B, T)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import DATA_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,9 +38,9 @@ def test_quick_benchmark_writes_every_row_with_finite_numbers(tmp_path):
         assert math.isfinite(r["value"]), f"{r['id']} = {r['value']}"
         assert r["met"] in (True, False, None)
     # Rows that must always be there: log-prob time and memory at both vocabularies (eager at least),
-    # KV cache, MFU and the PPO breakdown whose shares add up to one.
-    expected = ["kv_cache_speedup", "mfu", "ppo_iteration_s", "ppo_share_sampling", "ppo_share_scoring",
-                "ppo_share_evaluating", "ppo_share_learning", "rollout_drop_finished_speed",
+    # KV cache, MFU, training tokens/s and the PPO breakdown whose shares add up to one.
+    expected = ["kv_cache_speedup", "mfu", "train_tokens_per_s_eager", "ppo_iteration_s", "ppo_share_sampling",
+                "ppo_share_scoring", "ppo_share_evaluating", "ppo_share_learning", "rollout_drop_finished_speed",
                 "rollout_packed_learner_speed"]
     for V in (50257, 1024):
         for mode in ("ent", "logp"):
@@ -53,3 +54,12 @@ def test_quick_benchmark_writes_every_row_with_finite_numbers(tmp_path):
     shares = sum(rows[f"ppo_share_{p}"]["value"] for p in ("sampling", "scoring", "evaluating", "learning"))
     assert shares == pytest.approx(1.0, abs=1e-6)
     assert rows["kv_cache_speedup"]["extra"]["same_tokens"], "cached and uncached greedy decoding disagree"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given when no GPU is visible")
+def test_device_cuda_without_a_gpu_is_a_clean_usage_error(capsys):
+    import bench   # tools/ is on pytest's pythonpath
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--device=cuda", "--quick"])
+    assert e.value.code == 2
+    assert "no CUDA GPU is visible" in capsys.readouterr().err

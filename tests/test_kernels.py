@@ -145,3 +145,20 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
     assert not kernels.compile_available()
     for a, b in zip(out, ref):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_log_probs_stay_float32_inside_a_callers_bf16_autocast():
+    # The warm-up calls the kernel inside bf16 autocast (CUDA); the kernel switches autocast off for its
+    # own matmuls, so its values and gradients are the float32 ones. (CPU autocast runs the same code.)
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 16, 32, requires_grad=True)
+    weight = torch.randn(97, 32, requires_grad=True)
+    targets = torch.randint(0, 97, (2, 16))
+    want, _ = reference_token_logprobs(hidden, weight, targets)
+    g_want = torch.autograd.grad(want.sum(), (hidden, weight))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, _ = token_logprobs(hidden, weight, targets, chunk_size=CHUNK)
+    assert got.dtype == torch.float32 and (got - want).abs().max() < 1e-5
+    g_got = torch.autograd.grad(got.sum(), (hidden, weight))
+    for a, b in zip(g_got, g_want):
+        assert (a - b).abs().max() < 1e-5

@@ -9,6 +9,7 @@
 #   python tools/bench.py                      # full run (about 10-15 minutes on a 2-core CPU)
 #   python tools/bench.py --quick              # small sizes, under a minute (what tests/test_bench.py runs)
 #   python tools/bench.py --out runs/bench.json --threads 1 --only logprob,kv
+#   python tools/bench.py --device=cuda         # the same rows on a GPU (tools/gpu_check.py runs this)
 #
 # Rows (each with the target the project claims; a missed target is reported, never an error: the exit
 # code is 0):
@@ -26,6 +27,14 @@
 #      with the real functions of train_ppo.py.
 #   6. the P-CoT program executor (program.run_program): median microseconds per program of ReFT's
 #      SVAMP programs, when the real data sets are present in the folder named by $REFT_DATA_DIR.
+#   7. the warm-up's training step as train_warmup.py runs it (bf16 autocast on CUDA, fused kernel):
+#      tokens/s eager, and compiled (torch.compile of the model and the kernel) when --compile is on.
+#
+# --device=cuda runs every row on the GPU: timings synchronise the device before reading the clock, and
+# peak memory is torch.cuda.max_memory_allocated (CUDA's own allocator count) instead of the process's
+# resident memory. --compile / --no-compile: whether to measure torch.compile'd variants (default: the
+# log-prob kernel's always; the whole training step's on CUDA only, where compiling pays; compiling the
+# model on a 2-core CPU costs a minute or more).
 #
 # Rules every measurement follows: a warm-up call first (lazy initialisation, torch.compile, first-touch
 # page faults are not what we want to time), then several repetitions, and the MEDIAN of them (robust to
@@ -62,7 +71,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path[:1]:
     sys.path.insert(0, str(REPO))
 
-from reft_mini import kernels  # noqa: E402 -- needs the sys.path line above
+from reft_mini import dist, kernels  # noqa: E402 -- needs the sys.path line above
+from reft_mini.config import UserError  # noqa: E402
 from reft_mini.model import GPT, config_from_preset  # noqa: E402
 from reft_mini.sampling import generate  # noqa: E402
 
@@ -96,8 +106,16 @@ LP_WIDTH = 128  # C, the demo model's width (the setting row 1's targets are sta
 # ----------------------------------------------------------------------------------------------------------
 
 
-def interleaved(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 1) -> dict[str, dict]:
-    """Time several competing callables side by side.
+def sync(device: torch.device) -> None:
+    """Wait for the GPU to finish the work queued so far. CUDA kernels run asynchronously: without this
+    the clock would stop when the work is queued, not when it is done. A no-op on CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 1,
+                device: torch.device = torch.device("cpu")) -> dict[str, dict]:
+    """Time several competing callables side by side (on `device`: the GPU is synchronised around each).
 
     Each one is called `warmup` times untimed, then `reps` rounds run every callable once (order reversed
     on odd rounds, so none is always first after a garbage collection or always last). Returns, per name,
@@ -111,8 +129,10 @@ def interleaved(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 1
     for r in range(reps):
         for name in (names if r % 2 == 0 else names[::-1]):
             gc.collect()  # a collection of the previous variant's garbage must not land in this timing
+            sync(device)
             t0 = time.perf_counter()
             fns[name]()
+            sync(device)
             times[name].append(time.perf_counter() - t0)
     return {name: {"median_s": statistics.median(ts), "all_s": ts} for name, ts in times.items()}
 
@@ -158,14 +178,15 @@ def _malloc_trim() -> None:
 LP_VARIANTS = ("reference", "fused_eager", "fused_compiled")
 
 
-def _logprob_inputs(V: int, M: int, C: int, seed: int = 0):
+def _logprob_inputs(V: int, M: int, C: int, seed: int = 0, device: torch.device = torch.device("cpu")):
     """hidden (1, M, C) and weight (V, C) as leaves that need gradients (as in training), targets (1, M),
-    and random upstream gradients for log p and the entropy (PPO's loss weights every token differently)."""
+    and random upstream gradients for log p and the entropy (PPO's loss weights every token differently).
+    Drawn on the CPU (the same numbers on every device), then moved to `device`."""
     g = torch.Generator().manual_seed(seed)
-    hidden = (torch.randn(1, M, C, generator=g) * 0.5).requires_grad_(True)
-    weight = (torch.randn(V, C, generator=g) * 0.05).requires_grad_(True)
-    targets = torch.randint(0, V, (1, M), generator=g)
-    g_logp, g_ent = torch.randn(1, M, generator=g), torch.randn(1, M, generator=g)
+    hidden = (torch.randn(1, M, C, generator=g) * 0.5).to(device).requires_grad_(True)
+    weight = (torch.randn(V, C, generator=g) * 0.05).to(device).requires_grad_(True)
+    targets = torch.randint(0, V, (1, M), generator=g).to(device)
+    g_logp, g_ent = torch.randn(1, M, generator=g).to(device), torch.randn(1, M, generator=g).to(device)
     return hidden, weight, targets, g_logp, g_ent
 
 
@@ -229,24 +250,48 @@ def measure_peaks(variant: str, configs: list[tuple[int, int, int, bool]], threa
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench_logprob(sizes: list[tuple[int, int]], reps: int, threads: int) -> list[dict]:
-    """Row 1: time (interleaved, in this process) and peak-memory (fresh processes) ratios fused / reference,
-    at every (V, B*T) of `sizes`, with and without the entropy (PPO's update asks for both, the
-    warm-up and the rollout evaluation for log p only)."""
+def measure_peaks_cuda(variant: str, configs: list[tuple[int, int, int, bool]], device: torch.device) -> list[dict]:
+    """On CUDA, the peak extra memory of one forward + backward, in this process: the caching allocator
+    counts every byte it hands out, so torch.cuda.max_memory_allocated after a reset is exact (no fresh
+    process needed, unlike the CPU's resident-memory counter). Baseline: what is allocated once the
+    inputs exist. The timing rounds ran first, so compilation and warm-up are already done."""
+    results = []
+    for V, M, C, ent in configs:
+        inputs = _logprob_inputs(V, M, C, device=device)
+        sync(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        _logprob_step(variant, *inputs, with_entropy=ent)
+        sync(device)
+        peak = torch.cuda.max_memory_allocated(device)
+        del inputs
+        results.append({"peak_bytes": max(0, peak - base), "method": "torch.cuda.max_memory_allocated"})
+    return results
+
+
+def bench_logprob(sizes: list[tuple[int, int]], reps: int, threads: int, device: torch.device = torch.device("cpu"),
+                  compile: bool = True) -> list[dict]:
+    """Row 1: time (interleaved, in this process) and peak-memory (fresh processes on CPU, this process on
+    CUDA) ratios fused / reference, at every (V, B*T) of `sizes`, with and without the entropy (PPO's
+    update asks for both, the warm-up and the rollout evaluation for log p only). compile: also measure
+    the torch.compile'd per-chunk code."""
     C = LP_WIDTH
     configs = [(V, M, C, ent) for V, M in sizes for ent in (True, False)]
-    variants = list(LP_VARIANTS) if hasattr(torch, "compile") else list(LP_VARIANTS[:2])
+    variants = list(LP_VARIANTS) if compile and hasattr(torch, "compile") else list(LP_VARIANTS[:2])
     times = []
     for V, M, _, ent in configs:
-        inputs = _logprob_inputs(V, M, C)
+        inputs = _logprob_inputs(V, M, C, device=device)
         times.append(interleaved({v: (lambda v=v: _logprob_step(v, *inputs, with_entropy=ent)) for v in variants},
-                                 reps=reps))
+                                 reps=reps, device=device))
         del inputs
         gc.collect()
     # The compiled variant counts only if compilation worked (on failure kernels.py quietly ran eager code).
     if "fused_compiled" in variants and not kernels.compile_available():
         variants.remove("fused_compiled")
-    peaks = {v: measure_peaks(v, configs, threads) for v in variants}
+    if device.type == "cuda":
+        peaks = {v: measure_peaks_cuda(v, configs, device) for v in variants}
+    else:
+        peaks = {v: measure_peaks(v, configs, threads) for v in variants}
     rows = []
     for i, (V, M, C, ent) in enumerate(configs):
         t = times[i]
@@ -274,6 +319,7 @@ def bench_logprob(sizes: list[tuple[int, int]], reps: int, threads: int) -> list
 
 
 @torch.no_grad()
+@torch.no_grad()   # as sampling.generate: no autograd graph on either side of the comparison
 def generate_no_cache(model: GPT, prompts: list[list[int]], max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy decoding the naive way: every step runs the FULL forward over prompt + all tokens so far,
     and keeps only the last position. Step n costs a forward over P + n positions, so the whole decode
@@ -289,7 +335,7 @@ def generate_no_cache(model: GPT, prompts: list[list[int]], max_new_tokens: int)
     model.eval()
     seq = torch.tensor(prompts, dtype=torch.long, device=model.lm_weight().device)  # (B,P)
     P = seq.shape[1]
-    logprobs = torch.zeros(seq.shape[0], max_new_tokens)
+    logprobs = torch.zeros(seq.shape[0], max_new_tokens, device=seq.device)
     for n in range(max_new_tokens):
         h = model(seq)[:, -1]                              # (B,C): recomputes all P+n positions
         logits = model.logits(h).float()                   # (B,V)
@@ -300,10 +346,10 @@ def generate_no_cache(model: GPT, prompts: list[list[int]], max_new_tokens: int)
     return seq[:, P:], logprobs
 
 
-def demo_model(vocab_size: int = 1024, seed: int = 0) -> GPT:
+def demo_model(vocab_size: int = 1024, seed: int = 0, device: torch.device = torch.device("cpu")) -> GPT:
     """The demo-size GPT with random weights (speed does not depend on what the weights are)."""
     torch.manual_seed(seed)
-    return GPT(config_from_preset("demo", vocab_size=vocab_size)).eval()
+    return GPT(config_from_preset("demo", vocab_size=vocab_size)).to(device).eval()
 
 
 def demo_prompts(s: dict, vocab_size: int, seed: int = 0) -> list[list[int]]:
@@ -312,9 +358,10 @@ def demo_prompts(s: dict, vocab_size: int, seed: int = 0) -> list[list[int]]:
     return torch.randint(0, vocab_size, (s["gen_batch"], s["gen_prompt"]), generator=g).tolist()
 
 
-def bench_kv_cache(s: dict, reps: int) -> list[dict]:
+def bench_kv_cache(s: dict, reps: int, device: torch.device = torch.device("cpu")) -> list[dict]:
+    """Row 2, in float32 on every device (both decoders must pick the same greedy tokens)."""
     V = 1024
-    model = demo_model(V)
+    model = demo_model(V, device=device)
     prompts = demo_prompts(s, V)
     N = s["gen_new"]
     out = {}
@@ -326,7 +373,7 @@ def bench_kv_cache(s: dict, reps: int) -> list[dict]:
     def without_cache():
         out["no_cache"] = generate_no_cache(model, prompts, N)
 
-    t = interleaved({"kv_cache": with_cache, "no_cache": without_cache}, reps=reps)
+    t = interleaved({"kv_cache": with_cache, "no_cache": without_cache}, reps=reps, device=device)
     same = bool(torch.equal(out["cache"].response, out["no_cache"][0]))   # both decoders agree (sanity)
     tokens = len(prompts) * N
     tps = {k: tokens / v["median_s"] for k, v in t.items()}
@@ -365,15 +412,17 @@ def train_flops_per_token(model: GPT, T: int) -> tuple[float, int]:
     return 6 * N + 12 * cfg.n_layer * cfg.n_embd * T, N
 
 
-MM_SIZE, MM_CALLS = 1024, 4
+MM_CALLS = 4
+MM_SIZE = {"cpu": 1024, "cuda": 4096}   # a GPU needs a bigger product than a CPU to reach its ceiling
 
 
-def matmul_peak(size: int = MM_SIZE, calls: int = MM_CALLS) -> Callable[[], None]:
+def matmul_peak(size: int, calls: int = MM_CALLS, device: torch.device = torch.device("cpu")) -> Callable[[], None]:
     """A callable doing `calls` float32 (size x size) @ (size x size) products: the machine's practical
-    FLOP/s ceiling at this thread count (2 * size^3 FLOPs each)."""
+    float32 FLOP/s ceiling (on CPU at this thread count; on CUDA with PyTorch's default matmul precision,
+    i.e. without TF32, the precision row 3's float32 training step runs in). 2 * size^3 FLOPs each."""
     g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(size, size, generator=g), torch.randn(size, size, generator=g)
-    c = torch.empty(size, size)
+    a, b = torch.randn(size, size, generator=g).to(device), torch.randn(size, size, generator=g).to(device)
+    c = torch.empty(size, size, device=device)
 
     def run():
         for _ in range(calls):
@@ -400,16 +449,18 @@ def _hf_twin(model: GPT):
     return hf, ours, transformers.__version__
 
 
-def bench_vs_transformers_and_mfu(s: dict, reps: int) -> list[dict]:
-    """Rows 3 (when transformers is installed) and 4 (always), measured in the same interleaved rounds."""
+def bench_vs_transformers_and_mfu(s: dict, reps: int, device: torch.device = torch.device("cpu")) -> list[dict]:
+    """Rows 3 (when transformers is installed) and 4 (always), measured in the same interleaved rounds,
+    both models in float32 (row 7 measures the training step in the scripts' precision)."""
     V, B, T = 1024, s["train_batch"], s["train_len"]
     try:
         hf, ours, hf_version = _hf_twin(demo_model(V))
+        hf, ours = hf.to(device), ours.to(device)
     except ImportError:
-        hf, ours, hf_version = None, demo_model(V), None
+        hf, ours, hf_version = None, demo_model(V, device=device), None
     g = torch.Generator().manual_seed(1)
-    idx = torch.randint(0, V, (B, T), generator=g)        # one batch, the same for both models
-    targets = torch.randint(0, V, (B, T), generator=g)    # (B,T) next-token targets
+    idx = torch.randint(0, V, (B, T), generator=g).to(device)        # one batch, the same for both models
+    targets = torch.randint(0, V, (B, T), generator=g).to(device)    # (B,T) next-token targets
     adamw = dict(lr=1e-4, betas=(0.9, 0.95), weight_decay=0.0)
     opt_ours = torch.optim.AdamW(ours.parameters(), **adamw)
 
@@ -424,7 +475,8 @@ def bench_vs_transformers_and_mfu(s: dict, reps: int) -> list[dict]:
         loss.backward()
         opt_ours.step()
 
-    fns = {"ours_train": train_ours, "matmul_peak": matmul_peak()}
+    mm_size = MM_SIZE[device.type]
+    fns = {"ours_train": train_ours, "matmul_peak": matmul_peak(mm_size, device=device)}
     if hf is not None:
         with torch.no_grad():   # the twins must compute the same function, or the comparison is void
             twin_err = float((hf(idx[:2, :32]).logits - ours.logits(ours(idx[:2, :32]))).abs().max())
@@ -439,7 +491,7 @@ def bench_vs_transformers_and_mfu(s: dict, reps: int) -> list[dict]:
             loss.backward()
             opt_hf.step()
         fns["hf_train"] = train_hf
-    t = interleaved(fns, reps=reps)
+    t = interleaved(fns, reps=reps, device=device)
     rows = []
     tokens = B * T
     ours_tps = tokens / t["ours_train"]["median_s"]
@@ -454,7 +506,7 @@ def bench_vs_transformers_and_mfu(s: dict, reps: int) -> list[dict]:
         # Sampling: same prompts (equal lengths, no padding), greedy, exactly gen_new tokens on both sides.
         prompts = demo_prompts(s, V)
         N = s["gen_new"]
-        prompt_ids = torch.tensor(prompts)
+        prompt_ids = torch.tensor(prompts, device=device)
         out = {}
         hf.eval()
         ours.eval()
@@ -467,7 +519,7 @@ def bench_vs_transformers_and_mfu(s: dict, reps: int) -> list[dict]:
                 out["hf"] = hf.generate(prompt_ids, attention_mask=torch.ones_like(prompt_ids), do_sample=False,
                                         max_new_tokens=N, min_new_tokens=N, use_cache=True,
                                         pad_token_id=V - 1, eos_token_id=V - 1)[:, prompt_ids.shape[1]:]
-        ts = interleaved({"ours": sample_ours, "hf": sample_hf}, reps=reps)
+        ts = interleaved({"ours": sample_ours, "hf": sample_hf}, reps=reps, device=device)
         assert out["ours"].shape == out["hf"].shape, "both sides must generate the same number of tokens"
         n_tok = len(prompts) * N
         o, h_ = n_tok / ts["ours"]["median_s"], n_tok / ts["hf"]["median_s"]
@@ -477,9 +529,9 @@ def bench_vs_transformers_and_mfu(s: dict, reps: int) -> list[dict]:
                         same_token_fraction=float((out["ours"] == out["hf"]).float().mean())))
 
     flops_tok, n_params = train_flops_per_token(ours, T)
-    peak = MM_CALLS * 2 * MM_SIZE ** 3 / t["matmul_peak"]["median_s"]   # FLOP/s of the big matmul
+    peak = MM_CALLS * 2 * mm_size ** 3 / t["matmul_peak"]["median_s"]   # FLOP/s of the big matmul
     achieved = flops_tok * ours_tps
-    rows.append(row("mfu", f"4. MFU of the demo training step ({B}x{T} tokens) vs float32 1024^3 matmul peak",
+    rows.append(row("mfu", f"4. MFU of the demo training step ({B}x{T} tokens) vs float32 {mm_size}^3 matmul peak",
                     achieved / peak, "frac", (">=", 0.40),
                     f"{achieved / 1e9:.1f} of {peak / 1e9:.1f} GFLOP/s",
                     model_flops_per_token=flops_tok, matmul_params=n_params, tokens_per_s=ours_tps,
@@ -488,76 +540,156 @@ def bench_vs_transformers_and_mfu(s: dict, reps: int) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Row 7: the warm-up's training step, eager and compiled
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _peak_cuda_bytes(fn: Callable[[], object], device: torch.device) -> int | None:
+    """Peak CUDA memory (bytes, everything allocated: weights, optimizer state, activations) while `fn`
+    runs; None on CPU, where the timing process's resident memory would mix in every earlier row."""
+    if device.type != "cuda":
+        return None
+    sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    sync(device)
+    return torch.cuda.max_memory_allocated(device)
+
+
+def bench_train(s: dict, reps: int, device: torch.device = torch.device("cpu"), compile: bool = False) -> list[dict]:
+    """Training tokens/s of one fwd+bwd+AdamW step exactly as train_warmup.py takes it: the forward under
+    dist.autocast (bf16 on CUDA, float32 on CPU), hidden states -> fused log-probs -> mean NLL.
+
+    compile: also time the step with torch.compile(model) and the compiled kernel (train_warmup.py's
+    --compile); the first call compiles (and a second shape would recompile), so the untimed warm-up
+    call of `interleaved` absorbs it. Each variant trains its own copy of the same random demo model.
+    """
+    V, B, T = 1024, s["train_batch"], s["train_len"]
+    g = torch.Generator().manual_seed(1)
+    idx = torch.randint(0, V, (B, T), generator=g).to(device)
+    targets = torch.randint(0, V, (B, T), generator=g).to(device)
+    variants = {"eager": False, "compiled": True} if compile and hasattr(torch, "compile") else {"eager": False}
+    steps = {}
+    for name, use_compile in variants.items():
+        model = demo_model(V, device=device).train()
+        net = torch.compile(model) if use_compile else model
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.0)
+
+        def step(model=model, net=net, opt=opt, use_compile=use_compile):
+            with dist.autocast(device):                  # None: bf16 on CUDA, off on CPU (as the scripts)
+                h = net(idx)
+                logp, _ = kernels.token_logprobs(h, model.lm_weight(), targets, compile=use_compile)
+            loss = -logp.mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        steps[name] = step
+    t = interleaved(steps, reps=reps, device=device)
+    flops_tok, _ = train_flops_per_token(demo_model(V), T)
+    precision = "bf16 autocast" if device.type == "cuda" else "float32"
+    rows = []
+    for name in steps:
+        tps = B * T / t[name]["median_s"]
+        peak = _peak_cuda_bytes(steps[name], device)
+        detail = f"{t[name]['median_s'] * 1e3:.1f} ms/step, {flops_tok * tps / 1e12:.3f} model TFLOP/s"
+        if peak is not None:
+            detail += f", peak {peak / 2**20:.0f} MiB"
+        rows.append(row(f"train_tokens_per_s_{name}", f"7. training tokens/s (fwd+bwd+AdamW, {precision}), "
+                        f"demo model, {B}x{T} tokens, {name}", tps, "tok/s", None, detail,
+                        step_s=t[name]["all_s"], peak_cuda_bytes=peak, model_flops_per_token=flops_tok))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Row 5: one PPO iteration, by phase
 # ----------------------------------------------------------------------------------------------------------
 
 
-def bench_ppo(s: dict, reps: int) -> list[dict]:
-    """One iteration of train_ppo.py's loop with its own functions, timed by phase.
+def bench_ppo(s: dict, reps: int, device: torch.device = torch.device("cpu"), compile: bool = False,
+              layout: bool = True) -> list[dict]:
+    """One iteration of train_ppo.py's loop with its own functions, timed by phase, on `device` with the
+    script's precision (bf16 autocast on CUDA: sampling, the reference forward, the learner) and its
+    --compile (the fused kernel compiled) when `compile`.
 
     The model is a RANDOM demo GPT: a random model almost never writes EOT, so every response runs to
     max_new_tokens; the cap (100 instead of the default 160) keeps the rollout as long as a trained
     model's typical chain of thought, not its worst case. The iteration index is past the value-only
-    warm-up, so the learning phase trains policy and value together (the steady state).
+    warm-up, so the learning phase trains policy and value together (the steady state). layout: also
+    measure the two rollout-layout choices (bench_rollout_layout).
     """
     import train_ppo   # the top-level script (REPO is on sys.path, see the top of this file)
-    from reft_mini import data, dist
+    from reft_mini import data
     from reft_mini.tokenizer import get_tokenizer
 
     enc = get_tokenizer()
     q, k = s["ppo_questions"], s["ppo_samples"]
     cfg = train_ppo.Config(dataset="synthetic", cot="nl", questions_per_iter=q, samples_per_question=k,
-                           max_new_tokens=s["ppo_new"], progress=False)
+                           max_new_tokens=s["ppo_new"], progress=False, compile=compile,
+                           bf16=device.type == "cuda")        # train_ppo.main's default for --bf16
     cfg = train_ppo.resolve_defaults(cfg, {})
     problems = data.load_problems("synthetic", "train", "nl")[:q]
     batch = [p for p in problems for _ in range(k)]          # k samples of each question
     prompts = [data.encode_prompt(enc, p.question, "nl") for p in batch]
-    policy = demo_model(enc.n_vocab).train()
+    policy = demo_model(enc.n_vocab, device=device).train()
     policy.reset_value_head()
     reference = copy.deepcopy(policy).eval()
     for p in reference.parameters():
         p.requires_grad_(False)
     opt = train_ppo.make_optimizer(policy, cfg)
-    info = dist.DistInfo()
+    info = dist.DistInfo(device=device)
     it = cfg.value_warmup_iters + cfg.lr_warmup_iters        # steady state: policy and value both learn
     phases: dict[str, list[float]] = {"sampling": [], "scoring": [], "evaluating": [], "learning": []}
     lengths = []
 
+    def clock() -> float:
+        sync(device)           # on CUDA a phase ends when its queued kernels have run
+        return time.perf_counter()
+
     def iteration(record: bool, seed: int):
-        t0 = time.perf_counter()
-        smp = generate(policy, prompts, cfg.max_new_tokens, enc.eot_token, temperature=cfg.temperature,
-                       generator=torch.Generator().manual_seed(seed))
-        t1 = time.perf_counter()
+        t0 = clock()
+        with dist.autocast(device, cfg.bf16):                  # as train_ppo.main samples
+            smp = generate(policy, prompts, cfg.max_new_tokens, enc.eot_token, temperature=cfg.temperature,
+                           generator=torch.Generator(device=device).manual_seed(seed))
+        t1 = clock()
         texts = [data.decode_completion(enc, r, mr) for r, mr in zip(smp.response.tolist(), smp.response_mask.tolist())]
         scores = train_ppo.score_texts(batch, texts, cfg)
-        t2 = time.perf_counter()
+        t2 = clock()
         r = train_ppo.evaluate_rollout(policy, reference, smp, scores, cfg, info)   # reference fwd, GAE
-        t3 = time.perf_counter()
+        t3 = clock()
         train_ppo.ppo_update(policy, opt, r, cfg, info, it)                         # ppo_epochs x minibatches
-        t4 = time.perf_counter()
+        t4 = clock()
         if record:
             for name, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 phases[name].append(dt)
             lengths.append(float(smp.response_mask.sum(1).float().mean()))
 
     iteration(False, 0)                                        # warm-up
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     for r in range(reps):
         iteration(True, r + 1)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     med = {name: statistics.median(ts) for name, ts in phases.items()}
     total = sum(med.values())
     what = (f"{q} questions x {k} samples, max_new_tokens {cfg.max_new_tokens}, {cfg.ppo_epochs} epochs, "
-            f"minibatch {cfg.minibatch_size}, random demo model")
+            f"minibatch {cfg.minibatch_size}, random demo model{', kernel compiled' if compile else ''}")
+    detail = f"mean response {statistics.mean(lengths):.0f} tokens"
+    if peak is not None:
+        detail += f", peak {peak / 2**20:.0f} MiB"
     rows = [row("ppo_iteration_s", f"5. PPO iteration seconds ({what})", total, "s", None,
-                f"mean response {statistics.mean(lengths):.0f} tokens", **{f"{n}_s": phases[n] for n in phases})]
+                detail, peak_cuda_bytes=peak, **{f"{n}_s": phases[n] for n in phases})]
     notes = {"sampling": "generate()", "scoring": "decode + score_texts()",
              "evaluating": "evaluate_rollout(): reference fwd, GAE", "learning": "ppo_update(): fwd+bwd+AdamW"}
     for name in phases:
         rows.append(row(f"ppo_share_{name}", f"5.   share: {name}", med[name] / total, "frac", None,
                         f"{med[name]:.2f} s, {notes[name]}"))
-    return rows + bench_rollout_layout(s, reps, policy, prompts, enc.eot_token)
+    if not layout:
+        return rows
+    return rows + bench_rollout_layout(s, reps, policy, prompts, enc.eot_token, device)
 
 
-def bench_rollout_layout(s: dict, reps: int, policy: GPT, prompts: list[list[int]], eot: int) -> list[dict]:
+def bench_rollout_layout(s: dict, reps: int, policy: GPT, prompts: list[list[int]], eot: int,
+                         device: torch.device = torch.device("cpu")) -> list[dict]:
     """Two choices train_ppo.py makes about its rollouts, each measured against the plain alternative.
 
     Sampling: finished rows leave the KV cache (generate's default) vs stay to the end. A random model
@@ -569,19 +701,20 @@ def bench_rollout_layout(s: dict, reps: int, policy: GPT, prompts: list[list[int
     n_new = 2 * s["ppo_new"]
     model = copy.deepcopy(policy).eval()
     with torch.no_grad():
-        u = model.transformer.ln_f.bias.normal_(generator=torch.Generator().manual_seed(0))
+        u = model.transformer.ln_f.bias.normal_(generator=torch.Generator(device=device).manual_seed(0))
         # EOT logit ~ log(2V / n_new) against ~0 for the others: p(EOT) ~ 2 / n_new at each step, so
         # answers are geometric with a mean near half the limit.
         model.transformer.wte.weight[eot] += math.log(2 * model.config.vocab_size / n_new) * u / u.dot(u)
     lengths = []
 
     def sample(drop: bool):
-        smp = generate(model, prompts, n_new, eot, temperature=1.0, generator=torch.Generator().manual_seed(1),
-                       drop_finished=drop)
-        lengths.append(smp.response_mask.sum(1).float())
+        with dist.autocast(device):                              # the scripts' precision (bf16 on CUDA)
+            smp = generate(model, prompts, n_new, eot, temperature=1.0,
+                           generator=torch.Generator(device=device).manual_seed(1), drop_finished=drop)
+        lengths.append(smp.response_mask.sum(1).float().cpu())
         return smp
 
-    t = interleaved({"dropped": lambda: sample(True), "kept": lambda: sample(False)}, reps)
+    t = interleaved({"dropped": lambda: sample(True), "kept": lambda: sample(False)}, reps, device=device)
     L = torch.cat(lengths)
     rows = [row("rollout_drop_finished_speed", f"5b. sampling time, finished rows dropped / kept "
                 f"({len(prompts)} prompts, up to {n_new} new tokens)", t["dropped"]["median_s"] / t["kept"]["median_s"],
@@ -600,13 +733,14 @@ def bench_rollout_layout(s: dict, reps: int, policy: GPT, prompts: list[list[int
         for i in range(0, len(prompts), 64):  # train_ppo's default minibatch
             j = slice(i, i + 64)
             if packed:
-                h = train_ppo.response_states(learner, seq[j], index[j], m[j])
+                h = train_ppo.response_states(learner, seq[j], index[j], m[j])    # autocast inside (bf16 on CUDA)
             else:
-                h = learner(full[j], attention_mask=full_mask[j])[:, P - 1:-1]
+                with dist.autocast(device):
+                    h = learner(full[j], attention_mask=full_mask[j])[:, P - 1:-1]
             lp, _ = kernels.token_logprobs(h, learner.lm_weight(), smp.response[j], compile=False)
             (lp * m[j]).sum().backward()
 
-    t = interleaved({"packed": lambda: learn(True), "masked": lambda: learn(False)}, reps)
+    t = interleaved({"packed": lambda: learn(True), "masked": lambda: learn(False)}, reps, device=device)
     rows.append(row("rollout_packed_learner_speed", "5b. learner fwd+bwd time, packed causal / left-padded masked",
                     t["packed"]["median_s"] / t["masked"]["median_s"], "x", ("<=", 1.0),
                     f"masked {t['masked']['median_s']:.2f} s, packed {t['packed']['median_s']:.2f} s"))
@@ -672,6 +806,8 @@ def _fmt(value: float, unit: str) -> str:
         return f"{value:.2f} s"
     if unit == "us":
         return f"{value:.0f} us"
+    if unit == "tok/s":
+        return f"{value:,.0f} tok/s"
     return f"{value:.4g}"
 
 
@@ -695,7 +831,7 @@ def print_table(rows: list[dict]) -> None:
         print(f"{r['label']:<{w}}  {_fmt(r['value'], r['unit']):>10}  {_fmt_target(r):>8}  {met:>4}  {r['detail']}")
 
 
-def machine_info(threads: int) -> dict:
+def machine_info(threads: int, device: torch.device = torch.device("cpu")) -> dict:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -706,7 +842,10 @@ def machine_info(threads: int) -> dict:
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": threads,
             "python": platform.python_version(), "platform": platform.platform(),
-            "compile_available": hasattr(torch, "compile")}
+            "compile_available": hasattr(torch, "compile"), "device": str(device)}
+    if device.type == "cuda":
+        info.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
+                    gpu_memory_bytes=torch.cuda.get_device_properties(device).total_memory)
     try:
         import transformers
         info["transformers"] = transformers.__version__
@@ -715,7 +854,25 @@ def machine_info(threads: int) -> dict:
     return info
 
 
-SECTIONS = ("logprob", "kv", "hf", "ppo", "program")   # "hf" also measures row 4 (MFU)
+SECTIONS = ("logprob", "kv", "hf", "train", "ppo", "program")   # "hf" also measures row 4 (MFU)
+
+
+def section_runners(s: dict, reps: int, threads: int, device: torch.device,
+                    compile: bool | None = None) -> dict[str, Callable[[], list[dict]]]:
+    """Each section of the table as a callable returning its rows (tools/gpu_check.py runs them too).
+
+    compile: measure torch.compile'd variants; None = the default: the kernel's (row 1) always, the whole
+    training step's (row 7) on CUDA only (compiling the model on a 2-core CPU costs a minute or more)."""
+    kernel_compile = True if compile is None else compile
+    model_compile = device.type == "cuda" if compile is None else compile
+    return {
+        "logprob": lambda: bench_logprob(s["lp_sizes"], reps, threads, device, compile=kernel_compile),
+        "kv": lambda: bench_kv_cache(s, reps, device),
+        "hf": lambda: bench_vs_transformers_and_mfu(s, reps, device),
+        "train": lambda: bench_train(s, reps, device, compile=model_compile),
+        "ppo": lambda: bench_ppo(s, reps, device),
+        "program": lambda: bench_programs(s),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -726,12 +883,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions per measurement")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto: where every row runs")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="measure torch.compile'd variants (default: the kernel's always, the training "
+                             "step's on CUDA only)")
     parser.add_argument("--_peak", default=None, help=argparse.SUPPRESS)   # internal: memory child
     args = parser.parse_args(argv)
     if args._peak is not None:
         print(json.dumps(_peak_child(json.loads(args._peak))))
         return 0
 
+    try:
+        device = dist.pick_device(args.device)
+    except UserError as e:
+        parser.error(str(e))
     torch.set_num_threads(args.threads)
     s = dict(QUICK if args.quick else FULL)
     reps = args.reps or s["reps"]
@@ -750,17 +915,15 @@ def main(argv: list[str] | None = None) -> int:
             rows.extend(new)
             print(f"[bench] {name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
-    section("logprob", lambda: bench_logprob(s["lp_sizes"], reps, args.threads))
-    section("kv", lambda: bench_kv_cache(s, reps))
-    section("hf", lambda: bench_vs_transformers_and_mfu(s, reps))
-    section("ppo", lambda: bench_ppo(s, reps))
-    section("program", lambda: bench_programs(s))
+    for name, fn in section_runners(s, reps, args.threads, device, args.compile).items():
+        section(name, fn)
 
     seconds = time.perf_counter() - start
-    info = machine_info(args.threads)
+    info = machine_info(args.threads, device)
     info.update(loadavg_start=load_start, loadavg_end=os.getloadavg())
     print_table(rows)
-    print(f"\n{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {args.threads} thread(s); "
+    where = f"{info['gpu']} (CUDA {info['cuda']}), " if device.type == "cuda" else ""
+    print(f"\n{where}{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {args.threads} thread(s); "
           f"load average {load_start[0]:.1f} at start, {info['loadavg_end'][0]:.1f} at end; "
           f"{'quick' if args.quick else 'full'} run, {reps} reps (medians), {seconds:.0f} s")
     if args.quick:
