@@ -85,7 +85,10 @@ def parse_config(cls, argv: list[str] | None = None, prog: str | None = None, po
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     if "-h" in argv or "--help" in argv:
-        print(usage(cls, prog, positional))
+        try:
+            print(usage(cls, prog, positional), flush=True)
+        except BrokenPipeError:  # `--help | head`: the reader left early, which is fine
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(0)
     values, extra = {}, []
     i = 0

@@ -71,3 +71,19 @@ def test_no_file_outside_tests_points_outside_the_repository_or_at_issues():
         text = f.read_text()
         assert "shared/datasets" not in text and "../shared" not in text, f"{f} names a folder outside the repository"
         assert not re.search(r"\bissues?\b", text, re.I), f"{f} mentions issues"
+
+
+def test_readme_file_map_and_line_count_agree_with_the_package():
+    readme = (REPO / "README.md").read_text()
+    modules = sorted(f for f in PACKAGE.glob("*.py") if f.name != "__init__.py")
+    m = re.search(r"`reft_mini/` is the method alone: (\d+) modules, about ([\d,]+) lines", readme)
+    assert m, "README's Files section states the package's size"
+    assert int(m.group(1)) == len(modules)
+    lines = sum(len(f.read_text().splitlines()) for f in PACKAGE.glob("*.py"))
+    assert abs(int(m.group(2).replace(",", "")) - lines) <= 0.1 * lines, f"README says {m.group(2)}, the tree has {lines}"
+    files = readme[readme.index("## Files"):]
+    files = files[:files.index("\n## ", 5)]
+    for f in modules:   # every module is in the file map (named alone or in a row's list)
+        assert f"reft_mini/{f.name}`" in files or f"`{f.name}`" in files, f"README's file map misses {f.name}"
+    for named in re.findall(r"`((?:reft_mini|tools|data)/[\w/.]+)`", files):
+        assert (REPO / named).exists(), f"README's file map names {named}, which does not exist"

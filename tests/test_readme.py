@@ -27,6 +27,8 @@ SMOKE = {
                      "--progress=false"],
     "evaluate.py": ["--limit=2", "--k=1,2", "--max_new_tokens=8", "--progress=false"],
     "tools/bench.py": ["--quick"],
+    "tools/gpu_check.py": ["--device=cpu", "--quick"],
+    "tools/reproduce.py": ["--seeds=1", "--quick", "--limit=2"],
     "data/base/pretrain.py": ["--steps=3", "--batch_size=4", "--eval_every=2", "--save_every=2", "--eval_questions=2",
                               "--max_new_tokens=8", "--minutes=none", "--progress=false"],
 }
@@ -43,8 +45,23 @@ def bash_lines():
     return out
 
 
-def smoke_command(argv, scratch):
-    """The smoke-sized version of one README command, or None when CI itself runs it."""
+def smoke_command(argv, scratch, cwd=None):
+    """The smoke-sized version of one README command, or None when CI itself runs it.
+
+    GPU commands run on the CPU here (--device=cuda becomes --device=cpu). Smoke-sized runs stop after a
+    few steps, before any epoch ends, so a checkpoint a README line names that such a run cannot have
+    written (epoch2.pt, best.pt) is replaced by the latest.pt beside it."""
+    argv = [a.replace("--device=cuda", "--device=cpu") for a in argv]
+    if cwd is not None:
+        fixed = []
+        for a in argv:
+            key, eq, val = a.rpartition("=") if a.startswith("--") else ("", "", a)
+            path = Path(val)
+            if path.suffix == ".pt" and path.parts[:1] == ("runs",) and not (cwd / path).exists() \
+                    and (cwd / path.parent / "latest.pt").exists():
+                a = f"{key}{eq}{path.parent / 'latest.pt'}"
+            fixed.append(a)
+        argv = fixed
     if any("$DATA_DIR" in a for a in argv):
         if not DATA_DIR.is_dir():
             return None  # the real data sets are not on this machine
@@ -67,7 +84,7 @@ def smoke_command(argv, scratch):
     # commands after it still start from the real base model and tokenizer.
     if script == "data/tokenizer/train_bpe.py":
         rest = rest + ["--out", str(scratch / "tokenizer.tiktoken")]
-    if script == "data/base/pretrain.py" and any(a.startswith("--export") for a in rest):
+    if script == "data/base/pretrain.py" and "--export=data/base/base.pt" in rest:
         rest = rest + [f"--export={scratch / 'base.pt'}"]
     return [sys.executable, script, *rest, *SMOKE.get(script, [])]
 
@@ -94,7 +111,7 @@ def test_every_readme_command_runs(tmp_path):
         if argv[0] == "cd":
             cwd = (cwd / argv[1]).resolve()
             continue
-        cmd = smoke_command(argv, tmp_path)
+        cmd = smoke_command(argv, tmp_path, cwd)
         if cmd is None:
             continue
         p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
