@@ -48,13 +48,16 @@ def plot_curves(path: str | Path, out_png: str | Path, panels: list[tuple[str, l
     """Draw one panel per (title, [keys]) from metrics.jsonl. Returns the PNG's path, or None when
     matplotlib is not installed (`summary_outputs` then says how to install it)."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        # A Figure drawn straight onto the Agg canvas: no pyplot and no change of matplotlib's backend,
+        # so a notebook that calls the scripts keeps drawing its own figures inline.
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
         return None
     rows = read_jsonl(path)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(panels), 3.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (name, keys) in zip(axes[0], panels):
         for key in keys:
             pts = [(r[x], r[key]) for r in rows if key in r and x in r and r[key] is not None]
@@ -70,7 +73,6 @@ def plot_curves(path: str | Path, out_png: str | Path, panels: list[tuple[str, l
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
-    plt.close(fig)
     return Path(out_png)
 
 
