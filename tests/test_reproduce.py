@@ -15,7 +15,10 @@ def test_reproduce_runs_each_seed_and_writes_the_table(tmp_path):
     cmd = [sys.executable, "tools/reproduce.py", "--seeds=1,2", "--quick", "--limit=3", f"--out={out}"]
     p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    rows = json.loads((out / "results.json").read_text())
+    result = json.loads((out / "results.json").read_text())
+    rows = result["seeds"]
+    diff, lo, hi = result["mean_diff_ci95"]
+    assert lo <= diff <= hi and abs(diff - sum(r["diff"] for r in rows) / 2) < 1e-9
     assert [r["seed"] for r in rows] == [1, 2]
     for r in rows:
         assert r["n"] == 3 and 0 <= r["warmup"] <= 1 and 0 <= r["ppo"] <= 1 and r["ppo_iters"] == 2
