@@ -207,6 +207,20 @@ def encode_all(enc, problems, cfg: Config, block_size: int, what: str):
     return examples
 
 
+def clipped_step(model: GPT, opt, loss: float, step: int, cfg) -> float:
+    """Clip the global gradient norm and take the optimizer step; returns the norm before clipping.
+    A non-finite loss or norm stops the run with one line instead: clipping an infinite norm, or
+    stepping with NaN gradients, would turn every weight into NaN."""
+    if not math.isfinite(loss):
+        raise UserError(f"loss became {loss} at step {step}; lower --lr (now {cfg.lr}) or check the data")
+    gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+    if not math.isfinite(gnorm):
+        raise UserError(f"the gradient norm became {gnorm} at step {step}; lower --lr (now {cfg.lr})")
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return gnorm
+
+
 def sft_loss_sum(model: GPT, idx, targets, loss_mask, compile: bool = False):
     """Sum over answer tokens of -log p(token); the caller divides by the global token count.
     compile: run the fused log-prob kernel through torch.compile (kernels.py)."""
@@ -360,14 +374,7 @@ def main(cfg: Config) -> dict:
                     if p.grad is not None:
                         torch.distributed.all_reduce(p.grad)
                 loss_total = float(dist.all_reduce_sum(torch.tensor(loss_total), info))
-            if not math.isfinite(loss_total):
-                raise UserError(f"loss became {loss_total} at step {step}; lower --lr "
-                                f"(now {cfg.lr}) or check the data")
-            gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-            if not math.isfinite(gnorm):  # clipping an infinite norm would turn every weight into NaN
-                raise UserError(f"the gradient norm became {gnorm} at step {step}; lower --lr (now {cfg.lr})")
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            gnorm = clipped_step(model, opt, loss_total, step, cfg)
             step += 1
             train_seconds += time.time() - t_step
             log.log(step=step, epoch=round(step / steps_per_epoch, 3), loss=loss_total, lr=opt.param_groups[0]["lr"],

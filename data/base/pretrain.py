@@ -34,7 +34,6 @@ stage 1 differ only in their data: here every token of fresh text counts, there 
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import sys
@@ -60,7 +59,7 @@ from reft_mini.evaluation import greedy_accuracy  # noqa: E402
 from reft_mini.metrics import MetricsLog, duration, plot_curves, summary_outputs, truncate_after  # noqa: E402
 from reft_mini.model import GPT, PRESETS, config_from_preset  # noqa: E402
 from reft_mini.tokenizer import get_tokenizer  # noqa: E402
-from train_warmup import SCHEDULES, encode_all, heldout_loss, lr_at, make_optimizer, sft_loss_sum  # noqa: E402
+from train_warmup import SCHEDULES, clipped_step, encode_all, heldout_loss, lr_at, make_optimizer, sft_loss_sum  # noqa: E402
 
 
 @dataclass
@@ -236,13 +235,7 @@ def main(cfg: Config) -> dict:
                 loss = sft_loss_sum(model, idx, targets, mask) / sum(sum(m[1:]) for _, m in batch)
             loss.backward()
             loss = float(loss.detach())
-            if not math.isfinite(loss):
-                raise UserError(f"loss became {loss} at step {step}; lower --lr (now {cfg.lr})")
-            gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-            if not math.isfinite(gnorm):  # clipping an infinite norm would turn every weight into NaN
-                raise UserError(f"the gradient norm became {gnorm} at step {step}; lower --lr (now {cfg.lr})")
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            gnorm = clipped_step(model, opt, loss, step, cfg)
             step += 1
             train_seconds += time.time() - t0
             log.log(step=step, loss=loss, lr=opt.param_groups[0]["lr"], grad_norm=gnorm)
