@@ -115,7 +115,7 @@ class Config:
     lr_warmup_iters: int = 5            # After them, the policy learning rate rises linearly over this many
                                         # iterations.
     # --- loop, evaluation, output
-    iters: int = 50                     # Stop after this many iterations (about 8 minutes on 2 CPU cores); PPO
+    iters: int = 50                     # Stop after this many iterations (about 6 minutes on 2 CPU cores); PPO
                                         # needed about 50 to beat its start by 5 points (the paper: 300 epochs).
     minutes: float | None = None        # Or stop after this many minutes of training, evaluation excluded (none: no
                                         # limit).
