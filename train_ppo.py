@@ -115,8 +115,8 @@ class Config:
     lr_warmup_iters: int = 5            # After them, the policy learning rate rises linearly over this many
                                         # iterations.
     # --- loop, evaluation, output
-    iters: int = 50                     # Stop after this many iterations (about 6 minutes on 2 CPU cores); PPO
-                                        # needed about 50 to beat its start by 5 points (the paper: 300 epochs).
+    iters: int = 50                     # Stop after this many iterations, about 6 minutes on 2 CPU cores (the
+                                        # paper: 300 epochs over the training set).
     minutes: float | None = None        # Or stop after this many minutes of training, evaluation excluded (none: no
                                         # limit).
     eval_every: int = 10                # Iterations between held-out greedy evaluations; the end is evaluated too.
