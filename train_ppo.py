@@ -80,11 +80,13 @@ class Config:
     eval_split: str | None = None       # The held-out split for greedy accuracy (none: the warm-up's).
     max_train: int | None = None        # Practise on the first N training questions only (none: as in the warm-up).
     # --- rollouts
-    questions_per_iter: int = 32        # Questions per iteration (the paper: 4 per GPU x 8 GPUs).
-    samples_per_question: int = 4       # Chains of thought sampled per question, which gives PPO a contrast within
-                                        # one question (the paper: 1).
+    questions_per_iter: int = 16        # Questions per iteration (the paper: 4 per GPU x 8 GPUs).
+    samples_per_question: int = 8       # Chains of thought sampled per question, which gives PPO a contrast within
+                                        # one question (the paper: 1); the k samples share one reading of their
+                                        # prompt, so 16 x 8 samples cost less than 32 x 4.
     temperature: float = 1.0            # The sampling temperature (the paper: 1.0, no top-k or top-p).
-    max_new_tokens: int = 160           # The longest chain of thought, in tokens.
+    max_new_tokens: int = 128           # The longest chain of thought, in tokens (the longest synthetic P-CoT answer
+                                        # has 100; a runaway sample costs up to this many decoding steps).
     # --- reward
     partial_reward: float = 0.1         # The score of an answer that was extracted but is wrong (the paper: 0.1).
     unfinished_score: float | None = None  # The score of a response cut off by --max_new_tokens (none: score its
@@ -106,6 +108,8 @@ class Config:
     vf_clip: float = 0.2                # The value clip range (the paper: 0.2).
     vf_coef: float = 0.5                # The value-loss weight; lower than the paper's, because a fresh value head's
                                         # large loss hurt the small shared backbone (the paper: 5).
+    value_backbone: bool = True         # Let the value loss train the shared backbone too (the paper's); false: it
+                                        # trains the value head alone, on the policy's features.
     lr: float = 1e-4                    # The policy learning rate (the paper: 3e-7, for 7B models); 2e-4 and higher
                                         # lowered accuracy here.
     value_lr: float = 1e-3              # The learning rate of the value head.
@@ -115,7 +119,7 @@ class Config:
     lr_warmup_iters: int = 5            # After them, the policy learning rate rises linearly over this many
                                         # iterations.
     # --- loop, evaluation, output
-    iters: int = 50                     # Stop after this many iterations, about 6 minutes on 2 CPU cores (the
+    iters: int = 100                    # Stop after this many iterations, about 4.5 minutes on 2 CPU cores (the
                                         # paper: 300 epochs over the training set).
     minutes: float | None = None        # Or stop after this many minutes of training, evaluation excluded (none: no
                                         # limit).
@@ -188,22 +192,43 @@ def resolve_defaults(cfg: Config, warm_cfg: dict) -> Config:
     return cfg
 
 
-def response_states(model, packed: torch.Tensor, index: torch.Tensor, rmask: torch.Tensor,
-                    bf16: bool | None = None) -> torch.Tensor:
-    """Hidden states that *predict* each response token, (B,N,C).
+def response_states(model, prompt: torch.Tensor, prompt_mask: torch.Tensor, response: torch.Tensor,
+                    rmask: torch.Tensor, k: int, bf16: bool | None = None) -> torch.Tensor:
+    """Hidden states that *predict* each response token, (B,N,C), reading each question's prompt once.
 
-    packed: (B,P+N) prompt + response with all padding at the end of each row (Samples.packed), so the
-    forward needs no attention mask and takes the fused causal-attention path; index: (B,N) positions of
-    those states (the last prompt token predicts response token 0, response token t-1 predicts t);
-    rmask: (B,N) real response tokens. Columns after the last state any real token needs are cut off
-    before the forward (causal attention: nothing earlier depends on them); pad tokens' states are junk.
+    prompt, prompt_mask: (B,P) left-padded, as the sampler returns them; rows g*k .. g*k+k-1 are the k
+    samples of one question and share one prompt. response, rmask: (B,N) right-padded.
+
+    The k responses of a question continue the same prompt, so the prompt's keys and values are the same
+    for all k: compute them once per question (G = B/k rows), copy them to the k rows through the KV cache
+    exactly as the sampler does, then run only the responses. The forward covers G*P + B*N positions
+    instead of B*(P+N): with 4 samples of ~100-token prompts and ~60-token answers, about half. It is
+    the same computation as one long forward per sample, gradients included (they flow back through the
+    cache into the prompt's positions, summed over the k rows that read them): tests/test_train_ppo.py
+    compares both. The state after the prompt predicts response token 0; response token t-1's state
+    predicts token t, so the last response token is never fed. Columns after the longest real response
+    are cut off first (causal attention: nothing earlier depends on them); pad tokens' states are junk.
     bf16: run the forward under bf16 autocast (None: on CUDA only); the log-probs, values and losses
     computed from these states stay in float32 (kernels.token_logprobs upcasts chunk by chunk).
     """
-    L = int(index[rmask].max()) + 1 if rmask.any() else 1
-    with dist.autocast(packed.device, bf16):
-        h = model(packed[:, :L])                                        # (B,L,C)
-    return h.gather(1, index.clamp(max=L - 1)[..., None].expand(-1, -1, h.shape[-1]))
+    B, P = prompt.shape
+    N = response.shape[1]
+    G = B // k
+    assert G * k == B and torch.equal(prompt.view(G, k, P), prompt[::k, None].expand(G, k, P)), \
+        "rows g*k .. g*k+k-1 must share one prompt"
+    L = int(rmask.sum(1).max()) if rmask.any() else 1                  # longest real response
+    with dist.autocast(prompt.device, bf16):
+        cache = model.new_kv_cache(G, P + L)
+        h = model(prompt[::k], attention_mask=prompt_mask[::k], kv_cache=cache)[:, -1:]   # (G,1,C)
+        copies = torch.arange(G, device=prompt.device).repeat_interleave(k)                # (B,)
+        h = h[copies]                                                   # (B,1,C) predicts token 0
+        if L > 1:
+            cache.reorder(copies)                                       # (B,...) each prompt's keys, k times
+            mask = torch.cat([prompt_mask, rmask.new_ones((B, L - 1))], 1)             # (B,P+L-1)
+            positions = prompt_mask.sum(1, keepdim=True) + torch.arange(L - 1, device=prompt.device)
+            h_resp = model(response[:, :L - 1], attention_mask=mask, positions=positions, kv_cache=cache)
+            h = torch.cat([h, h_resp], 1)                               # (B,L,C)
+    return torch.nn.functional.pad(h, (0, 0, 0, N - L))                 # (B,N,C), zeros past L
 
 
 def make_optimizer(policy, cfg: Config) -> torch.optim.AdamW:
@@ -227,7 +252,6 @@ def evaluate_rollout(policy, reference, s, scores: torch.Tensor, cfg: Config, in
 
     Returns the rollout as a dict of tensors; every per-token tensor is response-aligned, (B,N).
     """
-    seq, index = s.packed()                                             # (B,P+N), (B,N)
     resp, rmask = s.response, s.response_mask                           # (B,N)
     if cfg.unfinished_score is not None:                                # responses cut by the length limit
         scores = torch.where(s.ended.cpu(), scores, torch.full_like(scores, cfg.unfinished_score))
@@ -247,7 +271,7 @@ def evaluate_rollout(policy, reference, s, scores: torch.Tensor, cfg: Config, in
     logp_old, entropy = token_logprobs(h, policy.lm_weight(), resp, cfg.temperature, with_entropy=True,
                                        compile=cfg.compile)            # (B,N) float32
     values_old = policy.values(h)                                       # (B,N)
-    h_ref = response_states(reference, seq, index, rmask, cfg.bf16)
+    h_ref = response_states(reference, s.prompt, s.prompt_mask, resp, rmask, cfg.samples_per_question, cfg.bf16)
     logp_ref, _ = token_logprobs(h_ref, reference.lm_weight(), resp, cfg.temperature, compile=cfg.compile)
     if cfg.estimator == "gae":
         # r_t = -beta * (log pi_old - log pi_ref) on every token, + the score on the last one
@@ -266,7 +290,7 @@ def evaluate_rollout(policy, reference, s, scores: torch.Tensor, cfg: Config, in
         advantages, _ = ppo.gae(rewards, torch.zeros_like(rewards), rmask, cfg.gamma, 1.0)
         returns = torch.zeros_like(advantages)                          # no value head to regress
     # h is kept: during the value warm-up the backbone is frozen, so these states are all the head needs.
-    return dict(seq=seq, index=index, resp=resp, rmask=rmask, scores=scores, logp_old=logp_old,
+    return dict(prompt=s.prompt, prompt_mask=s.prompt_mask, resp=resp, rmask=rmask, scores=scores, logp_old=logp_old,
                 values_old=values_old, kl=kl, advantages=advantages, returns=returns, ended=s.ended,
                 h=h, entropy=entropy)
 
@@ -278,13 +302,16 @@ def ppo_update(policy, opt, r: dict, cfg: Config, info: dist.DistInfo, it: int) 
     value_only = it < warm
     ramp = min(1.0, (it - warm + 1) / max(1, cfg.lr_warmup_iters))
     opt.param_groups[0]["lr"] = 0.0 if value_only else cfg.lr * ramp    # group 0 = backbone, 1 = value head
-    B = r["resp"].shape[0]
-    mb = max(1, min(cfg.minibatch_size // info.world_size, B))
+    k = cfg.samples_per_question
+    G = r["resp"].shape[0] // k                                         # questions in this rollout
+    # Minibatches hold whole questions (all k samples of each), so the learner reads every prompt once
+    # (response_states); minibatch_size counts responses, as before.
+    mb = max(1, min(cfg.minibatch_size // info.world_size // k, G))     # questions per minibatch
     stats = []
     for epoch in range(cfg.ppo_epochs):
-        perm = torch.randperm(B, generator=torch.Generator().manual_seed(cfg.seed + it * 7 + epoch))
-        for i in range(0, B, mb):
-            j = perm[i:i + mb].to(r["resp"].device)
+        perm = torch.randperm(G, generator=torch.Generator().manual_seed(cfg.seed + it * 7 + epoch))
+        for i in range(0, G, mb):
+            j = (perm[i:i + mb, None] * k + torch.arange(k)).flatten().to(r["resp"].device)   # their rows
             rmask = r["rmask"][j]
             if value_only:
                 # Value warm-up: the critic learns on top of a frozen backbone, so its early, large errors
@@ -292,14 +319,15 @@ def ppo_update(policy, opt, r: dict, cfg: Config, info: dist.DistInfo, it: int) 
                 # no forward pass here, which makes these iterations cost little more than sampling.
                 logp, entropy, h = r["logp_old"][j], r["entropy"][j], r["h"][j]
             else:
-                h = response_states(policy, r["seq"][j], r["index"][j], rmask, cfg.bf16)
+                h = response_states(policy, r["prompt"][j], r["prompt_mask"][j], r["resp"][j], rmask, k, cfg.bf16)
                 logp, entropy = token_logprobs(h, policy.lm_weight(), r["resp"][j], cfg.temperature,
                                                with_entropy=True, compile=cfg.compile)
             reduction = "budget" if cfg.estimator == "drgrpo" else "seq_mean"   # Dr. GRPO: no length norm
             pg_loss, pg_stats = ppo.policy_loss(logp, r["logp_old"][j], r["advantages"][j], rmask, cfg.clip,
                                                 reduction)
             if critic:
-                values = policy.values(h.float())                       # float32 even under autocast
+                # float32 even under autocast; detached, the value loss reaches the value head only
+                values = policy.values((h if cfg.value_backbone else h.detach()).float())
                 vf_loss, vf_stats = ppo.value_loss(values, r["values_old"][j], r["returns"][j], rmask, cfg.vf_clip)
                 loss = vf_loss if value_only else pg_loss + cfg.vf_coef * vf_loss
             else:
@@ -343,6 +371,10 @@ def main(cfg: Config) -> dict:
         enc = get_tokenizer(warm.get("tokenizer", "reft_mini"), warm.get("config", {}).get("tokenizer_path"))
     except TokenizerError as e:
         raise UserError(f"{cfg.init}: {e}") from None
+    if warm["model_config"].get("vocab_size") != enc.n_vocab:   # e.g. a warm-up made with an earlier tokenizer
+        raise UserError(f"--init={cfg.init}: the model has a vocabulary of {warm['model_config'].get('vocab_size')} "
+                        f"tokens but its tokenizer has {enc.n_vocab}; it was trained with another tokenizer file: "
+                        "train the warm-up again (python train_warmup.py)")
 
     train_problems = data.load_problems(cfg.dataset, cfg.train_split, cfg.cot, cfg.data_path)
     if cfg.max_train:
@@ -425,16 +457,16 @@ def main(cfg: Config) -> dict:
                                    generator=torch.Generator().manual_seed(cfg.seed + it // per_pass))
             start = (it % per_pass) * cfg.questions_per_iter + info.rank * q_per_rank
             qs = order[start:start + q_per_rank].tolist()
-            batch_prompts = [prompts[q] for q in qs for _ in range(cfg.samples_per_question)]
             gen = torch.Generator(device=info.device).manual_seed(cfg.seed * 100003 + it * 97 + info.rank)
             try:
-                with dist.autocast(info.device, cfg.bf16):
-                    s = generate(policy, batch_prompts, cfg.max_new_tokens, enc.eot_token,
-                                 temperature=cfg.temperature, generator=gen)
+                with dist.autocast(info.device, cfg.bf16):   # rows q*k .. q*k+k-1: the k samples of question q
+                    s = generate(policy, [prompts[q] for q in qs], cfg.max_new_tokens, enc.eot_token,
+                                 temperature=cfg.temperature, generator=gen,
+                                 samples_per_prompt=cfg.samples_per_question)
             except RuntimeError as e:
-                # torch.multinomial's complaint (on CPU and CUDA alike: it checks on the host before it
-                # draws one sample) when the weights have grown so large that the softmax overflows:
-                # "probability tensor contains either inf, nan or element < 0".
+                # The sampler's complaint (sampling.draw, in torch.multinomial's words) when the weights have
+                # grown so large that the softmax overflows: "probability tensor contains either inf, nan or
+                # element < 0".
                 if "probability tensor" not in str(e) and "invalid multinomial distribution" not in str(e):
                     raise
                 raise diverged(it, "the next-token probabilities of the sampler are not finite numbers", cfg) from None

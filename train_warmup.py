@@ -56,7 +56,7 @@ class Config:
     max_train: int | None = None        # Train on the first N training questions only (none: all of them).
     # --- model
     model: str = "demo"                 # The size of a fresh model, used with --init=none: tiny (0.05 M parameters),
-                                        # demo (1.3 M), small (6.6 M) or gpt2 (124 M).
+                                        # demo (1.5 M), small (6.6 M) or gpt2 (124 M).
     init: str = "auto"                  # The starting weights: auto (the shipped base model data/base/base.pt), none
                                         # (random), a .pt checkpoint, or a local Hugging Face GPT-2 folder.
     tokenizer: str = "reft_mini"        # The tokenizer: reft_mini (shipped, works offline) or gpt2.
@@ -77,7 +77,8 @@ class Config:
     # --- evaluation, checkpoints and logging
     eval_every: int = 100               # Steps between evaluations; the end of every epoch is evaluated too.
     eval_questions: int = 200           # Held-out questions behind the held-out loss and greedy accuracy.
-    max_new_tokens: int = 160           # The longest answer generated during evaluation, in tokens.
+    max_new_tokens: int = 128           # The longest answer generated during evaluation, in tokens (the longest
+                                        # synthetic P-CoT answer has 100).
     out_dir: str = "runs/warmup"        # The output folder: epochN.pt, latest.pt, best.pt, metrics.jsonl, curves.png.
     save_every: int = 50                # Steps between saves of latest.pt (every epoch's end saves too), so a
                                         # killed run loses at most this many steps.

@@ -59,14 +59,12 @@ def complete(model, enc, problems, style: str, max_new_tokens: int, temperature:
             # STATE PPO TRAINED IT ON: the state that emits the final token (EOT, or the last token of an
             # unfinished answer), i.e. column P + len - 2 of prompt+response. PPO puts the score on that
             # final token, so V there predicts "will this answer be right?" having read the whole answer.
-            # (The state *after* EOT is never a PPO target: the episode is over.)
-            seq, mask = s.sequences()                                      # (B,P+N) with attention mask
-            with dist.autocast(device):
-                h = model(seq, attention_mask=mask)                        # (B,P+N,C)
-            v = model.values(h.float())                                    # (B,P+N)
+            # (The state *after* EOT is never a PPO target: the episode is over.) That state is the one
+            # the sampler kept for the final token, s.hidden[b, len - 1]: no second forward pass needed.
             lens = s.response_mask.sum(1)                                  # (B,) generated tokens incl. EOT
-            last = (s.prompt.shape[1] + lens - 2).clamp(min=0)             # (B,) last trained state
-            for (i, _), val in zip(chunk, v.gather(1, last[:, None]).squeeze(1).tolist()):
+            last = s.hidden[torch.arange(len(lens), device=lens.device), lens - 1]   # (B,C)
+            v = model.values(last.float())                                 # (B,)
+            for (i, _), val in zip(chunk, v.tolist()):
                 values[i].append(val)
         if progress is not None:
             progress.update(len(chunk))

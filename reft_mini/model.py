@@ -21,6 +21,10 @@ Two more things the RL loop needs from the model:
   same numbers as the prompt alone.
 * a KV cache: when sampling, each new token attends to the keys/values of all previous ones. Keeping
   them (instead of re-running the whole prefix every step) makes generation O(T) instead of O(T^2).
+  When k samples continue one prompt (RL draws several per question), the prompt's keys/values are
+  kept once and shared by its k rows (``KVCache.share_prefix``), as in "cascade" or Hydragen-style
+  decoding (Juravsky et al., 2024): each decoding step then reads the prompt once per question instead
+  of once per sample, and reading the cache is most of a step's time on a CPU.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import torch.nn.functional as F
 
 @dataclass
 class GPTConfig:
-    vocab_size: int = 1024  # number of token ids (the reft_mini tokenizer has 1024)
+    vocab_size: int = 2048  # number of token ids (the reft_mini tokenizer has 2048)
     block_size: int = 256   # longest sequence (prompt + answer) the position table covers
     n_layer: int = 6        # transformer blocks
     n_head: int = 4         # attention heads per block (n_embd must divide by it)
@@ -50,7 +54,7 @@ class GPTConfig:
 # Named sizes. "demo" is what the CPU default trains; "gpt2" is the 124 M model of the paper's family.
 PRESETS: dict[str, dict] = {
     "tiny": dict(n_layer=2, n_head=2, n_embd=32, block_size=128),            # unit tests, ~0.05 M
-    "demo": dict(n_layer=6, n_head=4, n_embd=128, block_size=384),           # CPU demo, ~1.3 M
+    "demo": dict(n_layer=6, n_head=4, n_embd=128, block_size=384),           # CPU demo, ~1.5 M (2048-token vocabulary)
     "small": dict(n_layer=8, n_head=8, n_embd=256, block_size=384),          # stronger CPU base, ~6.6 M
     "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257),  # 124 M
 }
@@ -74,10 +78,64 @@ class KVCache:
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
         self.length = 0
 
+        self.prefix = None  # set by share_prefix: the shared prompts' keys/values and who reads them
+
     def reorder(self, index: torch.Tensor) -> None:
-        """Keep only the rows in `index` (used to drop finished sequences from a batch)."""
+        """Keep (or repeat) the rows in `index`: drop finished sequences, or copy a prompt to several rows."""
         self.k = [k[index] for k in self.k]
         self.v = [v[index] for v in self.v]
+        if self.prefix is not None:
+            self.prefix["group"], self.prefix["slot"] = self.prefix["group"][index], self.prefix["slot"][index]
+
+    def share_prefix(self, k: int, prefix_mask: torch.Tensor) -> None:
+        """The G rows filled so far are prompts; from now on the batch has G*k rows, k per prompt, and
+        every one of them reads its prompt's keys/values from here instead of from a copy of its own.
+
+        prefix_mask (G,P): the prompts' real (not padding) positions. Only what comes after the prompt
+        is stored per row. Row r continues prompt group[r] and is sample slot[r] (0..k-1) of it.
+        """
+        G, P = prefix_mask.shape
+        assert self.length == P, "share_prefix is called right after the prompts' forward pass"
+        device = prefix_mask.device
+        self.prefix = dict(k=[t[:, :, :P] for t in self.k], v=[t[:, :, :P] for t in self.v], mask=prefix_mask,
+                           group=torch.arange(G, device=device).repeat_interleave(k),
+                           slot=torch.arange(k, device=device).repeat(G), k_per_group=k)
+        rest = self.k[0].shape[2] - P                                       # room left for new tokens
+        self.k = [t.new_zeros(G * k, t.shape[1], rest, t.shape[3]) for t in self.k]
+        self.v = [t.new_zeros(G * k, t.shape[1], rest, t.shape[3]) for t in self.v]
+
+
+def shared_prefix_attention(q, k, v, attn_mask, cache: KVCache, layer: int) -> torch.Tensor:
+    """Attention of A rows over [their prompt (shared, once per group) | their own tokens], (A,H,T,D).
+
+    q, k, v (A,H,T,D): this step's queries, keys, values; attn_mask (A,1,T,P+S): which keys each query
+    may see, prompt columns first. The scores against the prompt are one matmul per *group*: the queries
+    of a group's rows are gathered into (G,H,k*T,D) and meet the prompt's (G,H,P,D) keys once. One
+    softmax over both parts makes this exactly ordinary attention over the concatenated keys.
+    """
+    pre = cache.prefix
+    A, H, T, D = q.shape
+    G, P, n_slots = pre["mask"].shape[0], pre["mask"].shape[1], pre["k_per_group"]
+    start = cache.length - P                                            # own tokens cached so far
+    cache.k[layer][:, :, start:start + T] = k
+    cache.v[layer][:, :, start:start + T] = v
+    k_own, v_own = cache.k[layer][:, :, :start + T], cache.v[layer][:, :, :start + T]   # (A,H,S,D)
+    # Every row's queries into its (group, slot) seat; empty seats (finished rows) stay zero.
+    seats = q.new_zeros(G, n_slots, H, T, D)
+    seats[pre["group"], pre["slot"]] = q
+    seats = seats.permute(0, 2, 1, 3, 4).reshape(G, H, n_slots * T, D)
+    s_pre = seats @ pre["k"][layer].transpose(-2, -1)                    # (G,H,k*T,P)
+    s_pre = s_pre.view(G, H, n_slots, T, P).permute(0, 2, 1, 3, 4)[pre["group"], pre["slot"]]   # (A,H,T,P)
+    s_own = q @ k_own.transpose(-2, -1)                                  # (A,H,T,S)
+    scores = torch.cat([s_pre, s_own], -1) / math.sqrt(D)
+    w = torch.softmax(scores.masked_fill(~attn_mask, float("-inf")), -1)
+    w_pre, w_own = w[..., :P], w[..., P:]
+    # Weighted sum over the prompt's values, again one matmul per group.
+    seats = w.new_zeros(G, n_slots, H, T, P)
+    seats[pre["group"], pre["slot"]] = w_pre
+    y_pre = seats.permute(0, 2, 1, 3, 4).reshape(G, H, n_slots * T, P) @ pre["v"][layer]  # (G,H,k*T,D)
+    y_pre = y_pre.view(G, H, n_slots, T, D).permute(0, 2, 1, 3, 4)[pre["group"], pre["slot"]]   # (A,H,T,D)
+    return y_pre + w_own @ v_own
 
 
 class CausalSelfAttention(nn.Module):
@@ -94,6 +152,9 @@ class CausalSelfAttention(nn.Module):
         # (B,T,3C) -> three (B,H,T,D) tensors, D = C/H
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if cache is not None and cache.prefix is not None:   # k samples per prompt, prompt stored once
+            y = shared_prefix_attention(q, k, v, attn_mask, cache, layer)
+            return self.resid_drop(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
         if cache is not None:
             # EXERCISE kv_cache: begin
             # Append this step's keys/values after the cached ones, then attend over all S = past + T.

@@ -41,8 +41,9 @@ def test_quick_benchmark_writes_every_row_with_finite_numbers(tmp_path):
     # KV cache, MFU, training tokens/s and the PPO breakdown whose shares add up to one.
     expected = ["kv_cache_speedup", "mfu", "train_tokens_per_s_eager", "ppo_iteration_s", "ppo_share_sampling",
                 "ppo_share_scoring", "ppo_share_evaluating", "ppo_share_learning", "rollout_drop_finished_speed",
-                "rollout_packed_learner_speed"]
-    for V in (50257, 1024):
+                "rollout_prompt_once_learner_speed", "rl_samples_per_min_today", "rl_samples_per_min_default",
+                "rl_samples_per_min_ratio"]
+    for V in (50257, 2048):
         for mode in ("ent", "logp"):
             expected += [f"logprob_V{V}_{mode}_eager_time", f"logprob_V{V}_{mode}_eager_memory"]
     if importlib.util.find_spec("transformers") is not None:

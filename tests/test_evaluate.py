@@ -234,7 +234,10 @@ def test_answers_reach_the_right_problems_through_batching_and_sorting(tmp_path,
         for i, r in enumerate(rows):
             response[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), True
         ended = torch.ones(len(rows), dtype=torch.bool)
-        return Samples(prompt, prompt_mask, response, mask, ended)
+        s = Samples(prompt, prompt_mask, response, mask, ended)
+        seq, seq_mask = s.sequences()                       # the states a real sampler keeps (for rerank)
+        s.hidden = model(seq, attention_mask=seq_mask)[:, prompt.shape[1] - 1:-1]
+        return s
 
     monkeypatch.setattr(evaluation, "generate", fake_generate)
     a = make_checkpoint(tmp_path / "a.pt", tokenizer_path, block_size=1024)

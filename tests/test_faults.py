@@ -280,9 +280,12 @@ def _script(name, *args, check=True):
 
 @pytest.mark.slow
 def test_a_sigkilled_warmup_resumes_from_its_last_periodic_checkpoint_and_ends_like_an_uninterrupted_run(tmp_path):
-    # 37 of the 64 questions fit the tiny model's context: 4 steps per epoch, 60 steps, latest.pt every 3.
+    # The questions of the 64 that fit the tiny model's context make a few steps per epoch; latest.pt every 3.
     args = TINY + ["--epochs=15", "--save_every=3", "--eval_every=1000"]
     _script("train_warmup.py", *args, f"--out_dir={tmp_path / 'full'}")
+    total = max(r.get("step", 0) for r in _rows(tmp_path / "full"))
+    per_epoch = total // 15
+    assert per_epoch * 15 == total and per_epoch >= 3
 
     cut = tmp_path / "cut"
     p = subprocess.Popen([sys.executable, "train_warmup.py", *args, f"--out_dir={cut}"], cwd=REPO, env=ENV,
@@ -294,14 +297,14 @@ def test_a_sigkilled_warmup_resumes_from_its_last_periodic_checkpoint_and_ends_l
     p.send_signal(signal.SIGKILL)                          # no handler runs: nothing is saved on the way out
     p.wait()
     killed_at = max(r["step"] for r in _rows(cut))
-    assert killed_at < 60, "the run finished before it was killed"
+    assert killed_at < total, "the run finished before it was killed"
     saved = torch.load(cut / "latest.pt", weights_only=True)["step"]
-    assert killed_at - 4 <= saved <= killed_at              # lost at most save_every (3) or an epoch's 4 steps
+    assert killed_at - max(3, per_epoch) <= saved <= killed_at   # lost at most save_every (3) or an epoch's steps
     (cut / f"latest.pt.tmp.{p.pid}").write_bytes(b"a write the kill cut short")
 
     resumed = _script("train_warmup.py", *args, "--resume", f"--out_dir={cut}")
     lines = [line for line in resumed.stdout.splitlines() if line.startswith("resume:")]
-    assert lines == [f"resume: continuing from {cut / 'latest.pt'} at step {saved} (epoch {saved / 4:.2f})"]
+    assert lines == [f"resume: continuing from {cut / 'latest.pt'} at step {saved} (epoch {saved / per_epoch:.2f})"]
     assert f"removed 1 unfinished checkpoint write(s) of a killed run: latest.pt.tmp.{p.pid}" in resumed.stdout
     assert not list(cut.glob("*.tmp.*"))
     full, again = _rows(tmp_path / "full"), _rows(cut)
@@ -341,3 +344,18 @@ def test_ppo_resume_says_in_one_line_where_it_continues_and_what_changed(tmp_pat
     assert lines == [f"resume: continuing from {tmp_path / 'p' / 'latest.pt'} at iteration 3; "
                      "changed: --iters=5 (was 3)"]
     assert [r["iter"] for r in _rows(tmp_path / "p") if "pg_loss" in r] == [1, 2, 3, 4, 5]
+
+
+def test_ppo_from_a_warmup_made_with_another_tokenizer_says_to_train_the_warmup_again(tmp_path):
+    # A checkpoint of the first tokenizer's era (1024 tokens) against today's shipped tokenizer: one line,
+    # not an index error deep inside the sampler.
+    from dataclasses import asdict
+    from reft_mini.model import GPT, config_from_preset
+    model = GPT(config_from_preset("tiny", vocab_size=1024))
+    save_checkpoint({"kind": "warmup", "model_config": asdict(model.config), "model": model.state_dict(),
+                     "config": {"cot": "program", "dataset": "synthetic"}, "tokenizer": "reft_mini"},
+                    tmp_path / "old.pt")
+    cfg = train_ppo.Config(init=str(tmp_path / "old.pt"), out_dir=str(tmp_path / "ppo"), progress=False)
+    with pytest.raises(UserError, match=r"vocabulary of 1024 tokens but its tokenizer has \d+.*python train_warmup.py"):
+        train_ppo.main(cfg)
+    assert not (tmp_path / "ppo").exists()

@@ -1,4 +1,5 @@
 """Batched KV-cache sampling: padding-invariant, stops at EOT, log-probs that PPO can recompute."""
+import pytest
 import torch
 
 from reft_mini.kernels import token_logprobs
@@ -71,23 +72,29 @@ def test_sampler_logprobs_equal_a_full_forward_recomputation():
     assert torch.allclose(lp * s.response_mask, sampler_logprobs(model, s, 0.7), atol=1e-5)
 
 
-def test_packed_rows_give_the_masked_forwards_states_and_the_samplers_own():
-    model = tiny_model()
-    s = generate(model, PROMPTS, max_new_tokens=10, eot_id=EOT, temperature=1.0,
-                 generator=torch.Generator().manual_seed(3))
-    packed, index = s.packed()
-    n_resp = s.response_mask.sum(1)
-    for b, prompt in enumerate(PROMPTS):  # real tokens first, in order; every pad after them
-        real = prompt + s.response[b, :n_resp[b]].tolist()
-        assert packed[b, :len(real)].tolist() == real
-        assert index[b, 0] == len(prompt) - 1
-    seq, mask = s.sequences()
-    P = s.prompt.shape[1]
-    h_masked = model(seq, attention_mask=mask)[:, P - 1:-1]                 # (B,N,C)
-    h_packed = model(packed).gather(1, index[..., None].expand(-1, -1, h_masked.shape[-1]))
-    m = s.response_mask
-    assert (h_packed[m] - h_masked[m]).abs().max() < 1e-5
-    assert (s.hidden[m] - h_masked[m]).abs().max() < 1e-5  # the states the sampler kept for PPO
+def test_k_samples_per_prompt_read_the_prompt_once_and_equal_passing_it_k_times():
+    # generate(..., samples_per_prompt=k) computes each prompt once and copies its cache to k rows; the
+    # tokens, masks and kept states must be those of passing every prompt k times (same random stream),
+    # also when rows finish at different steps and leave the cache (the second model: EOT made likely).
+    k = 3
+    eager = tiny_model()
+    with torch.no_grad():
+        u = eager.transformer.ln_f.bias.normal_()
+        eager.transformer.wte.weight[EOT] += 2.5 * u / u.dot(u)
+    for model in (tiny_model(), eager):
+        once = generate(model, PROMPTS, max_new_tokens=10, eot_id=EOT, temperature=1.0,
+                        generator=torch.Generator().manual_seed(3), samples_per_prompt=k)
+        repeated = generate(model, [p for p in PROMPTS for _ in range(k)], max_new_tokens=10, eot_id=EOT,
+                            temperature=1.0, generator=torch.Generator().manual_seed(3))
+        assert once.response.shape[0] == k * len(PROMPTS)
+        for field in ("prompt", "prompt_mask", "response", "response_mask", "ended"):
+            assert torch.equal(getattr(once, field), getattr(repeated, field)), field
+        m = once.response_mask
+        assert (once.hidden[m] - repeated.hidden[m]).abs().max() < 1e-5
+        # rows p*k .. p*k+k-1 continue prompt p, and they differ from each other (independent samples)
+        assert len({tuple(r) for r in once.response[:k].tolist()}) > 1
+    lengths = once.response_mask.sum(1)
+    assert lengths.min() < lengths.max()                  # the eager model's rows ended apart, and left the cache
 
 
 def test_rows_dropped_from_the_cache_once_finished_keep_their_numbers(monkeypatch):
@@ -151,3 +158,20 @@ def test_top_k_and_top_p_keep_the_expected_tokens():
 def test_left_pad_layout():
     ids, mask = left_pad([[1, 2], [3]], pad_id=0)
     assert ids.tolist() == [[1, 2], [0, 3]] and mask.tolist() == [[True, True], [False, True]]
+
+
+def test_draw_follows_the_probabilities_and_never_picks_an_impossible_token():
+    # sampling.draw replaces torch.multinomial (20x faster on CPU): its frequencies must match the
+    # probabilities, a token of probability 0 must never come out, and broken numbers must raise.
+    from reft_mini.sampling import draw
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.2, 0.0]]).repeat(20000, 1)
+    tokens = draw(probs, torch.Generator().manual_seed(0))
+    freq = torch.bincount(tokens, minlength=5).float() / len(tokens)
+    assert freq[1] == 0 and freq[4] == 0                       # zero probability, including the last token
+    assert torch.allclose(freq, probs[0], atol=0.015), freq     # 3 standard errors is about 0.011
+    # rows with different distributions; unnormalised weights work too (softmax output is only ~1)
+    two = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 2.0]])
+    assert draw(two, torch.Generator().manual_seed(1)).tolist() == [0, 2]
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(RuntimeError, match="probability tensor"):
+            draw(torch.tensor([[0.5, bad]]))

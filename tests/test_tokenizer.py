@@ -20,13 +20,22 @@ def test_shipped_tokenizer_is_a_tiktoken_encoding_of_the_documented_size(enc):
     assert enc.decode([enc.eot_token]) == tk.EOT
 
 
-def test_every_digit_is_its_own_token(enc):
+def test_every_digit_is_its_own_token_with_at_most_the_space_before_it(enc):
     text = "In 2023 she paid $1,234.50 for 17 books; 3*8=24 and 10000/25=400."
-    for t in enc.encode_ordinary(text):
-        piece = enc.decode_single_token_bytes(t).decode("utf-8", "replace")
+    pieces = [enc.decode_single_token_bytes(t).decode("utf-8", "replace") for t in enc.encode_ordinary(text)]
+    for piece in pieces:
         assert len(re.findall(r"\d", piece)) <= 1, f"token {piece!r} holds several digits"
         if re.search(r"\d", piece):
-            assert piece.strip() == piece and len(piece) == 1, f"digit glued to other text: {piece!r}"
+            assert re.fullmatch(r" ?\d", piece), f"digit glued to other text: {piece!r}"
+    assert pieces[pieces.index(" 1") + 1] == "7"                    # " 17" = " 1" "7": two tokens, not three
+
+
+def test_answers_are_short_identifiers_whole_and_a_numbers_space_joins_its_first_digit(enc):
+    # What makes RL samples cheap: a P-CoT answer of the synthetic data in few tokens.
+    line = "    total_minutes = priya_minutes + leo_minutes\n    result = total_minutes"
+    pieces = [enc.decode([t]) for t in enc.encode_ordinary(line)]
+    assert " total_minutes" in pieces and " priya_minutes" in pieces, pieces
+    assert [enc.decode([t]) for t in enc.encode_ordinary("x = 48")][-2:] == [" 4", "8"]
 
 
 def test_round_trip_is_lossless_on_awkward_text(enc):

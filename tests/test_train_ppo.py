@@ -24,7 +24,9 @@ def tiny_policy(seed=0):
 
 
 def cfg(**kw):
-    base = dict(cot="nl", kl_coef=0.05, value_warmup_iters=0, lr_warmup_iters=1, minibatch_size=16, lr=3e-3)
+    # One sample per question unless a test says otherwise: PROMPTS are six separate questions.
+    base = dict(cot="nl", kl_coef=0.05, value_warmup_iters=0, lr_warmup_iters=1, minibatch_size=16, lr=3e-3,
+                samples_per_question=1)
     return train_ppo.Config(**{**base, **kw})
 
 
@@ -37,11 +39,10 @@ def test_learner_recomputes_the_samplers_logprobs_and_the_first_ratio_is_one():
         s = generate(policy, PROMPTS, 12, EOT, temperature=temperature, generator=torch.Generator().manual_seed(0))
         c = cfg(temperature=temperature)
         r = train_ppo.evaluate_rollout(policy, tiny_policy(), s, torch.ones(len(PROMPTS)), c, dist.DistInfo())
-        # log pi_old comes from the sampler's kept states; the learner's fresh packed forward agrees.
+        # log pi_old comes from the sampler's kept states; the learner's fresh forward agrees.
         m = s.response_mask
-        seq, index = s.packed()
         with torch.no_grad():
-            h = train_ppo.response_states(policy, seq, index, m)
+            h = train_ppo.response_states(policy, s.prompt, s.prompt_mask, s.response, m, 1)
             fresh, _ = token_logprobs(h, policy.lm_weight(), s.response, temperature)
         assert (r["logp_old"][m] - fresh[m]).abs().max() < 1e-5
         # The first minibatch of the first PPO epoch sees exactly the rollout's policy: ratio 1, no clipping.
@@ -52,6 +53,39 @@ def test_learner_recomputes_the_samplers_logprobs_and_the_first_ratio_is_one():
         assert stats[0]["ratio_mean"] == pytest.approx(1.0, abs=1e-6)
         assert stats[0]["approx_kl"] == pytest.approx(0.0, abs=1e-7) and stats[0]["clipfrac"] == 0.0
         assert all(torch.equal(a, b) for a, b in zip(before, policy.parameters()))
+
+
+def test_learner_reads_each_prompt_once_and_gets_the_per_sample_forwards_states_and_gradients():
+    # response_states computes each question's prompt once and shares it with its k samples through the
+    # KV cache. It must give what one plain forward over each sample's prompt + response gives -- the
+    # states, and the gradients, which flow back into the shared prompt from all k rows.
+    policy = tiny_policy()
+    k, prompts = 3, [[1, 2, 3], [4, 5, 6, 7, 8], [9]]                 # different lengths: left padding
+    s = generate(policy, prompts, 10, EOT, generator=torch.Generator().manual_seed(4), samples_per_prompt=k)
+    m, P = s.response_mask, s.prompt.shape[1]
+    assert len(set(m.sum(1).tolist())) > 1                               # responses of different lengths too
+    seq, mask = s.sequences()
+
+    def loss_and_grads(shared: bool):
+        policy.zero_grad(set_to_none=True)
+        if shared:
+            h = train_ppo.response_states(policy, s.prompt, s.prompt_mask, s.response, m, k)
+        else:
+            h = policy(seq, attention_mask=mask)[:, P - 1:-1]           # one forward per sample
+        lp, _ = token_logprobs(h, policy.lm_weight(), s.response)
+        (lp * m).sum().backward()
+        return h.detach(), [p.grad.clone() for p in policy.parameters() if p.grad is not None]
+
+    h_shared, g_shared = loss_and_grads(True)
+    h_plain, g_plain = loss_and_grads(False)
+    assert (h_shared[m] - h_plain[m]).abs().max() < 1e-5
+    assert len(g_shared) == len(g_plain) > 0
+    for a, b in zip(g_shared, g_plain):
+        assert (a - b).abs().max() <= 1e-5 * (1 + b.abs().max())
+    # The rows of a group must share their prompt: anything else is refused, not silently wrong.
+    with pytest.raises(AssertionError, match="share one prompt"):
+        bad = generate(policy, prompts, 4, EOT, generator=torch.Generator().manual_seed(4))
+        train_ppo.response_states(policy, bad.prompt, bad.prompt_mask, bad.response, bad.response_mask, 3)
 
 
 def test_bf16_autocast_path_gives_the_fp32_numbers_within_bf16_tolerance():
@@ -110,10 +144,10 @@ def test_ppo_raises_a_toy_reward_from_chance_to_above_ninety_percent(estimator):
     policy, reference = tiny_policy(1), tiny_policy(1)
     c = cfg(lr=1e-2, kl_coef=0.0, minibatch_size=32, value_lr=1e-2, estimator=estimator, samples_per_question=4)
     opt = train_ppo.make_optimizer(policy, c)
-    prompts = [[1, 2, 3]] * 32
+    prompts = [[1, 2, 3]] * 8
     means = []
     for it in range(60):
-        s = generate(policy, prompts, 3, EOT, generator=torch.Generator().manual_seed(it))
+        s = generate(policy, prompts, 3, EOT, generator=torch.Generator().manual_seed(it), samples_per_prompt=4)
         scores = (s.response[:, 0] == 7).float()
         means.append(float(scores.mean()))
         if len(means) >= 3 and sum(means[-3:]) / 3 > 0.9:
@@ -212,7 +246,7 @@ def test_train_ppo_runs_under_torchrun_with_two_processes(tmp_path):
 
 def test_critic_free_advantages_are_the_group_baselined_reward_to_go_and_skip_the_value_head():
     policy, reference = tiny_policy(), tiny_policy(1)
-    s = generate(policy, PROMPTS, 6, EOT, generator=torch.Generator().manual_seed(1))
+    s = generate(policy, PROMPTS[:3], 6, EOT, generator=torch.Generator().manual_seed(1), samples_per_prompt=2)
     scores = torch.tensor([1.0, 0.0, 0.1, 1.0, 1.0, 1.0])               # 3 questions x 2 samples
     c = cfg(estimator="rloo", samples_per_question=2)
     r = train_ppo.evaluate_rollout(policy, reference, s, scores, c, dist.DistInfo())
@@ -236,3 +270,21 @@ def test_critic_free_estimators_need_two_samples_per_question(tmp_path):
     with pytest.raises(train_ppo.UserError, match="samples_per_question of at least 2"):
         train_ppo.validate(train_ppo.Config(init=str(init), estimator="grpo", samples_per_question=1,
                                             out_dir=str(tmp_path / "p")))
+
+
+def test_value_loss_trains_the_backbone_only_when_value_backbone_is_on():
+    # With zero advantages the policy loss has no gradient, so whatever moves the backbone is the value
+    # loss: it must with --value_backbone (the paper's shared critic) and must not without it.
+    for shared in (True, False):
+        policy = tiny_policy()
+        with torch.no_grad():   # a head that already predicts something (a zero head passes back no gradient)
+            policy.value_head[1].weight.normal_(generator=torch.Generator().manual_seed(0))
+        s = generate(policy, PROMPTS, 6, EOT, generator=torch.Generator().manual_seed(1))
+        c = cfg(value_backbone=shared, value_lr=1e-2)
+        r = train_ppo.evaluate_rollout(policy, tiny_policy(), s, torch.ones(len(PROMPTS)), c, dist.DistInfo())
+        r["advantages"] = torch.zeros_like(r["advantages"])
+        body = policy.transformer.h[0].mlp.c_fc.weight.detach().clone()
+        head = policy.value_head[1].weight.detach().clone()
+        train_ppo.ppo_update(policy, train_ppo.make_optimizer(policy, c), r, c, dist.DistInfo(), it=5)
+        assert not torch.equal(head, policy.value_head[1].weight)
+        assert torch.equal(body, policy.transformer.h[0].mlp.c_fc.weight) != shared

@@ -15,7 +15,7 @@
 # code is 0):
 #   1. fused log-prob kernel (kernels.token_logprobs) vs the plain reference (log_softmax + gather),
 #      forward + backward: time ratio (eager and torch.compile'd per-chunk code) and peak-memory ratio,
-#      at GPT-2's vocabulary V = 50,257 (B*T = 8,192 positions, C = 128) and at the demo vocabulary 1024.
+#      at GPT-2's vocabulary V = 50,257 (B*T = 8,192 positions, C = 128) and at the demo vocabulary 2048.
 #      Targets at V = 50,257: time <= 1.0x, memory <= 1/4.
 #   2. sampling with the KV cache (sampling.generate) vs recomputing the whole prefix every step
 #      (generate_no_cache below), tokens/s, demo model. Target >= 3x.
@@ -24,7 +24,11 @@
 #   4. MFU: model FLOPs/s of the demo training step as a fraction of a big float32 matmul's FLOPs/s
 #      on this machine at the same thread count. Target >= 40 %.
 #   5. one PPO iteration at the demo settings, split into sampling / scoring / evaluating / learning,
-#      with the real functions of train_ppo.py.
+#      with the real functions of train_ppo.py; 5b. two layout choices of the rollout, each against its
+#      plain alternative.
+#   5c. RL samples per minute: a whole PPO iteration under "today"'s settings (a named preset: the first
+#      tokenizer, every sample reading its own copy of the prompt) and under the current defaults, side by
+#      side; the ratio's target is >= 3x (also printed by --quick, where it is only indicative).
 #   6. the P-CoT program executor (program.run_program): median microseconds per program of ReFT's
 #      SVAMP programs, when the real data sets are present in the folder named by $REFT_DATA_DIR.
 #   7. the warm-up's training step as train_warmup.py runs it (bf16 autocast on CUDA, fused kernel):
@@ -75,6 +79,7 @@ from reft_mini import dist, kernels  # noqa: E402 -- needs the sys.path line abo
 from reft_mini.config import UserError  # noqa: E402
 from reft_mini.model import GPT, config_from_preset  # noqa: E402
 from reft_mini.sampling import generate  # noqa: E402
+from reft_mini.tokenizer import REFT_MINI_VOCAB  # noqa: E402
 
 # The real data sets are not shipped with the repository; one environment variable says where they are.
 DATA_DIR = Path(os.environ.get("REFT_DATA_DIR", "DATA_DIR-is-not-set"))  # real data sets: optional
@@ -84,18 +89,20 @@ SVAMP_PROGRAMS = DATA_DIR / "mwp_ReFT" / "svamp_python_sdp.json"
 # inputs small enough for a test (the ratios are then only indicative: overheads weigh more at small sizes).
 FULL = dict(
     reps=3,                                   # timed repetitions per measurement (median reported)
-    lp_sizes=[(50257, 8192), (1024, 8192)],   # (V, B*T) for the log-prob kernel, C = 128
+    lp_sizes=[(50257, 8192), (2048, 8192)],   # (V, B*T) for the log-prob kernel, C = 128
     gen_batch=64, gen_prompt=100, gen_new=100,  # rows 2 and 3: 64 prompts of 100 tokens, 100 new tokens
     train_batch=16, train_len=256,            # rows 3 and 4: one training batch, 16 x 256 tokens
     ppo_questions=32, ppo_samples=4, ppo_new=100,
+    rl_questions=None,                        # row 5c: each preset's own questions per iteration
     prog_limit=None, prog_reps=3,             # all programs, 3 passes
 )
 QUICK = dict(
     reps=3,
-    lp_sizes=[(50257, 256), (1024, 512)],
+    lp_sizes=[(50257, 256), (2048, 512)],
     gen_batch=8, gen_prompt=100, gen_new=16,
     train_batch=4, train_len=128,
     ppo_questions=4, ppo_samples=2, ppo_new=16,
+    rl_questions=4,
     prog_limit=300, prog_reps=2,
 )
 LP_WIDTH = 128  # C, the demo model's width (the setting row 1's targets are stated at)
@@ -346,7 +353,7 @@ def generate_no_cache(model: GPT, prompts: list[list[int]], max_new_tokens: int)
     return seq[:, P:], logprobs
 
 
-def demo_model(vocab_size: int = 1024, seed: int = 0, device: torch.device = torch.device("cpu")) -> GPT:
+def demo_model(vocab_size: int = REFT_MINI_VOCAB, seed: int = 0, device: torch.device = torch.device("cpu")) -> GPT:
     """The demo-size GPT with random weights (speed does not depend on what the weights are)."""
     torch.manual_seed(seed)
     return GPT(config_from_preset("demo", vocab_size=vocab_size)).to(device).eval()
@@ -360,7 +367,7 @@ def demo_prompts(s: dict, vocab_size: int, seed: int = 0) -> list[list[int]]:
 
 def bench_kv_cache(s: dict, reps: int, device: torch.device = torch.device("cpu")) -> list[dict]:
     """Row 2, in float32 on every device (both decoders must pick the same greedy tokens)."""
-    V = 1024
+    V = REFT_MINI_VOCAB
     model = demo_model(V, device=device)
     prompts = demo_prompts(s, V)
     N = s["gen_new"]
@@ -452,7 +459,7 @@ def _hf_twin(model: GPT):
 def bench_vs_transformers_and_mfu(s: dict, reps: int, device: torch.device = torch.device("cpu")) -> list[dict]:
     """Rows 3 (when transformers is installed) and 4 (always), measured in the same interleaved rounds,
     both models in float32 (row 7 measures the training step in the scripts' precision)."""
-    V, B, T = 1024, s["train_batch"], s["train_len"]
+    V, B, T = REFT_MINI_VOCAB, s["train_batch"], s["train_len"]
     try:
         hf, ours, hf_version = _hf_twin(demo_model(V))
         hf, ours = hf.to(device), ours.to(device)
@@ -564,7 +571,7 @@ def bench_train(s: dict, reps: int, device: torch.device = torch.device("cpu"), 
     --compile); the first call compiles (and a second shape would recompile), so the untimed warm-up
     call of `interleaved` absorbs it. Each variant trains its own copy of the same random demo model.
     """
-    V, B, T = 1024, s["train_batch"], s["train_len"]
+    V, B, T = REFT_MINI_VOCAB, s["train_batch"], s["train_len"]
     g = torch.Generator().manual_seed(1)
     idx = torch.randint(0, V, (B, T), generator=g).to(device)
     targets = torch.randint(0, V, (B, T), generator=g).to(device)
@@ -648,8 +655,8 @@ def bench_ppo(s: dict, reps: int, device: torch.device = torch.device("cpu"), co
     def iteration(record: bool, seed: int):
         t0 = clock()
         with dist.autocast(device, cfg.bf16):                  # as train_ppo.main samples
-            smp = generate(policy, prompts, cfg.max_new_tokens, enc.eot_token, temperature=cfg.temperature,
-                           generator=torch.Generator(device=device).manual_seed(seed))
+            smp = generate(policy, prompts[::k], cfg.max_new_tokens, enc.eot_token, temperature=cfg.temperature,
+                           generator=torch.Generator(device=device).manual_seed(seed), samples_per_prompt=k)
         t1 = clock()
         texts = [data.decode_completion(enc, r, mr) for r, mr in zip(smp.response.tolist(), smp.response_mask.tolist())]
         scores = train_ppo.score_texts(batch, texts, cfg)
@@ -685,18 +692,18 @@ def bench_ppo(s: dict, reps: int, device: torch.device = torch.device("cpu"), co
                         f"{med[name]:.2f} s, {notes[name]}"))
     if not layout:
         return rows
-    return rows + bench_rollout_layout(s, reps, policy, prompts, enc.eot_token, device)
+    return rows + bench_rollout_layout(s, reps, policy, prompts, enc.eot_token, device, k)
 
 
 def bench_rollout_layout(s: dict, reps: int, policy: GPT, prompts: list[list[int]], eot: int,
-                         device: torch.device = torch.device("cpu")) -> list[dict]:
+                         device: torch.device = torch.device("cpu"), k: int = 1) -> list[dict]:
     """Two choices train_ppo.py makes about its rollouts, each measured against the plain alternative.
 
     Sampling: finished rows leave the KV cache (generate's default) vs stay to the end. A random model
     never writes EOT, so this model's EOT logit gets a head start (its final LayerNorm's bias points at
     the EOT embedding): answers then end at spread-out lengths, as a trained model's do.
-    Learning: the learner's forward+backward over rows packed with their padding at the end (fused
-    causal attention, no mask) vs the left-padded layout with an explicit attention mask.
+    Learning: the learner's forward+backward reading each question's prompt once for its k samples
+    (train_ppo.response_states) vs one packed prompt + response row per sample (the previous layout).
     """
     n_new = 2 * s["ppo_new"]
     model = copy.deepcopy(policy).eval()
@@ -723,27 +730,143 @@ def bench_rollout_layout(s: dict, reps: int, policy: GPT, prompts: list[list[int
 
     import train_ppo
     smp = sample(True)
-    seq, index = smp.packed()
-    full, full_mask = smp.sequences()
-    P, m = smp.prompt.shape[1], smp.response_mask
+    m = smp.response_mask
     learner = copy.deepcopy(policy).train()
 
-    def learn(packed: bool):
+    def learn(prompt_once: bool):
         learner.zero_grad(set_to_none=True)
-        for i in range(0, len(prompts), 64):  # train_ppo's default minibatch
+        states = train_ppo.response_states if prompt_once else packed_response_states
+        for i in range(0, len(prompts), 64):  # train_ppo's default minibatch: whole questions
             j = slice(i, i + 64)
-            if packed:
-                h = train_ppo.response_states(learner, seq[j], index[j], m[j])    # autocast inside (bf16 on CUDA)
-            else:
-                with dist.autocast(device):
-                    h = learner(full[j], attention_mask=full_mask[j])[:, P - 1:-1]
+            h = states(learner, smp.prompt[j], smp.prompt_mask[j], smp.response[j], m[j], k)   # autocast inside
             lp, _ = kernels.token_logprobs(h, learner.lm_weight(), smp.response[j], compile=False)
             (lp * m[j]).sum().backward()
 
-    t = interleaved({"packed": lambda: learn(True), "masked": lambda: learn(False)}, reps, device=device)
-    rows.append(row("rollout_packed_learner_speed", "5b. learner fwd+bwd time, packed causal / left-padded masked",
-                    t["packed"]["median_s"] / t["masked"]["median_s"], "x", ("<=", 1.0),
-                    f"masked {t['masked']['median_s']:.2f} s, packed {t['packed']['median_s']:.2f} s"))
+    t = interleaved({"once": lambda: learn(True), "per_sample": lambda: learn(False)}, reps, device=device)
+    rows.append(row("rollout_prompt_once_learner_speed", f"5b. learner fwd+bwd time, prompt read once per question "
+                    f"/ once per sample (k = {k})", t["once"]["median_s"] / t["per_sample"]["median_s"], "x",
+                    ("<=", 1.0), f"per sample {t['per_sample']['median_s']:.2f} s, once {t['once']['median_s']:.2f} s"))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Row 5c: RL samples per CPU minute, today's settings (a named preset) vs the current default
+# ----------------------------------------------------------------------------------------------------------
+
+# "today": how an RL iteration ran before samples got cheaper, kept so the gain stays measurable. Its
+# tokenizer was the first shipped BPE (1024 tokens, identifiers cut at every underscore, the space before
+# a number a token of its own); it is rebuilt here from the same corpus with the same trainer in a few
+# seconds (data/tokenizer/train_bpe.py with the old word-split rule). Each sample read its own copy of
+# the prompt, in the sampler and in the learner (one packed row of prompt + response per sample).
+TODAY_TRAIN_SPLIT = r"""'(?:[sdmt]|ll|ve|re)| ?[^\W\d_]+|\d| ?[^\s\w]+| ?_+|\s+(?!\S)|\s+"""
+TODAY_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+RL_PRESETS = {
+    "today": dict(tokenizer="today", prompt_once=False, questions_per_iter=32, samples_per_question=4),
+    "default": dict(tokenizer="shipped", prompt_once=True),   # train_ppo.Config's own defaults otherwise
+}
+
+
+def today_tokenizer():
+    """The first shipped tokenizer, rebuilt (same corpus, trainer and tie-breaking: the same merges)."""
+    import re
+    import tiktoken
+    sys.path.insert(0, str(REPO / "data" / "tokenizer"))
+    import train_bpe
+    from reft_mini.tokenizer import special_tokens
+    ranks = train_bpe.train_bpe(train_bpe.default_corpus(), 1024, split=re.compile(TODAY_TRAIN_SPLIT))
+    return tiktoken.Encoding("reft_mini_today", pat_str=TODAY_PATTERN, mergeable_ranks=ranks,
+                             special_tokens=special_tokens(len(ranks)))
+
+
+def packed_response_states(model, prompt, prompt_mask, response, rmask, k=1, bf16=None):
+    """Today's learner forward: every sample's prompt + response as one row, padding moved to the row's
+    end, one plain causal forward (the fused attention path). Same signature and numbers as
+    train_ppo.response_states, which reads each question's prompt once instead."""
+    B, P = prompt.shape
+    N = response.shape[1]
+    lens = prompt_mask.sum(1)                                               # (B,) real prompt tokens
+    seq = torch.cat([prompt, response], 1)                                  # (B,P+N)
+    cols = (torch.arange(P + N, device=seq.device)[None] + (P - lens)[:, None]) % (P + N)
+    packed = seq.gather(1, cols)                                            # left pads rotated to the end
+    index = lens[:, None] - 1 + torch.arange(N, device=seq.device)[None]    # (B,N) state of each token
+    L = int(index[rmask].max()) + 1 if rmask.any() else 1
+    with dist.autocast(seq.device, bf16):
+        h = model(packed[:, :L])                                            # (B,L,C)
+    return h.gather(1, index.clamp(max=L - 1)[..., None].expand(-1, -1, h.shape[-1]))
+
+
+def bench_rl_presets(s: dict, reps: int, device: torch.device = torch.device("cpu")) -> list[dict]:
+    """RL samples per CPU minute: one whole train_ppo iteration (sample, score, reference forward + GAE,
+    learn) under "today"'s settings and the current defaults, interleaved round by round.
+
+    Both use a random demo GPT of their tokenizer's size on real P-CoT prompts. A trained model's answers
+    end where its chain of thought ends; a random one's would run to the limit, so each preset's answers
+    are held at the mean length of the synthetic gold P-CoT answers under its own tokenizer (a random
+    model almost never writes EOT first). Tokens per sample are reported from the same gold answers.
+    """
+    import train_ppo
+    from reft_mini import data
+    from reft_mini.tokenizer import get_tokenizer
+
+    problems = data.load_problems("synthetic", "train", "program")
+    results, details = {}, {}
+    for name, preset in RL_PRESETS.items():
+        enc = today_tokenizer() if preset["tokenizer"] == "today" else get_tokenizer()
+        opts = {k: v for k, v in preset.items() if k not in ("tokenizer", "prompt_once")}
+        cfg = train_ppo.Config(dataset="synthetic", cot="program", progress=False, bf16=device.type == "cuda", **opts)
+        cfg = train_ppo.resolve_defaults(cfg, {})
+        q, k = cfg.questions_per_iter, cfg.samples_per_question
+        if s["rl_questions"] is not None:                                   # --quick: fewer questions
+            q = min(q, s["rl_questions"])
+        qs = problems[:q]
+        prompts = [data.encode_prompt(enc, p.question, "program") for p in qs]
+        gold = [len(enc.encode_ordinary(data.target_completion(p, "program"))) + 1 for p in problems[:500]]
+        n_new = round(statistics.mean(gold))                                # answer tokens incl. EOT
+        policy = demo_model(enc.n_vocab, device=device).train()
+        policy.reset_value_head()
+        reference = copy.deepcopy(policy).eval().requires_grad_(False)
+        opt = train_ppo.make_optimizer(policy, cfg)
+        info = dist.DistInfo(device=device)
+        it = cfg.value_warmup_iters + cfg.lr_warmup_iters                  # steady state: policy and value learn
+        batch = [p for p in qs for _ in range(k)]
+
+        def iteration(cfg=cfg, enc=enc, prompts=prompts, policy=policy, reference=reference, opt=opt,
+                      info=info, it=it, batch=batch, n_new=n_new, prompt_once=preset["prompt_once"], k=k):
+            gen = torch.Generator(device=device).manual_seed(1)
+            with dist.autocast(device, cfg.bf16):
+                if prompt_once:
+                    smp = generate(policy, prompts, n_new, enc.eot_token, generator=gen, samples_per_prompt=k)
+                else:
+                    smp = generate(policy, [p for p in prompts for _ in range(k)], n_new, enc.eot_token, generator=gen)
+            texts = [data.decode_completion(enc, r, m) for r, m in zip(smp.response.tolist(), smp.response_mask.tolist())]
+            scores = train_ppo.score_texts(batch, texts, cfg)
+            shared = train_ppo.response_states
+            if not prompt_once:   # today's learner: one packed row per sample, minibatches of single rows
+                train_ppo.response_states = packed_response_states
+                cfg = copy.copy(cfg)
+                cfg.samples_per_question = 1
+            try:
+                r = train_ppo.evaluate_rollout(policy, reference, smp, scores, cfg, info)
+                train_ppo.ppo_update(policy, opt, r, cfg, info, it)
+            finally:
+                train_ppo.response_states = shared
+
+        results[name] = iteration
+        details[name] = dict(samples=q * k, prompt_tokens=statistics.mean(len(p) for p in prompts),
+                             answer_tokens=n_new, vocab=enc.n_vocab, questions=q, k=k)
+    t = interleaved(results, reps, device=device)
+    rate = {name: details[name]["samples"] / t[name]["median_s"] * 60 for name in results}
+    rows = []
+    for name in results:
+        d = details[name]
+        rows.append(row(f"rl_samples_per_min_{name}", f"5c. RL samples per minute, {name} settings", rate[name],
+                        "/min", None, f"{d['questions']} questions x {d['k']}, {d['vocab']}-token tokenizer, prompt "
+                        f"{d['prompt_tokens']:.0f} + answer {d['answer_tokens']} tokens per sample, "
+                        f"{t[name]['median_s']:.2f} s per iteration", **d))
+    rows.append(row("rl_samples_per_min_ratio", "5c. RL samples per minute, default / today's settings",
+                    rate["default"] / rate["today"], "x", (">=", 3.0),
+                    f"tokens per sample {details['today']['prompt_tokens'] + details['today']['answer_tokens']:.0f}"
+                    f" -> {details['default']['prompt_tokens'] + details['default']['answer_tokens']:.0f}"))
     return rows
 
 
@@ -808,6 +931,8 @@ def _fmt(value: float, unit: str) -> str:
         return f"{value:.0f} us"
     if unit == "tok/s":
         return f"{value:,.0f} tok/s"
+    if unit == "/min":
+        return f"{value:,.0f}/min"
     return f"{value:.4g}"
 
 
@@ -854,7 +979,7 @@ def machine_info(threads: int, device: torch.device = torch.device("cpu")) -> di
     return info
 
 
-SECTIONS = ("logprob", "kv", "hf", "train", "ppo", "program")   # "hf" also measures row 4 (MFU)
+SECTIONS = ("logprob", "kv", "hf", "train", "ppo", "rl", "program")   # "hf" also measures row 4 (MFU)
 
 
 def section_runners(s: dict, reps: int, threads: int, device: torch.device,
@@ -871,6 +996,7 @@ def section_runners(s: dict, reps: int, threads: int, device: torch.device,
         "hf": lambda: bench_vs_transformers_and_mfu(s, reps, device),
         "train": lambda: bench_train(s, reps, device, compile=model_compile),
         "ppo": lambda: bench_ppo(s, reps, device),
+        "rl": lambda: bench_rl_presets(s, reps, device),
         "program": lambda: bench_programs(s),
     }
 

@@ -65,7 +65,7 @@ from reft_mini.config import UserError  # noqa: E402
 
 # Full: sized for one GPU and a ~5-minute run (an H200 machine lent for 15 minutes, start-up included).
 # The warm-up is short (60 of the 186 steps of the default two epochs) and PPO runs 10 iterations at the
-# default batch (32 questions x 4 samples): 5 value-only iterations, then 5 that train the policy. Both
+# default batch (16 questions x 8 samples): 5 value-only iterations, then 5 that train the policy. Both
 # evaluate on the same 200 held-out questions, and evaluate.py re-scores both checkpoints on them.
 # Quick: the same steps at toy sizes (seconds of work per step on a CPU).
 SIZES = {

@@ -5,7 +5,7 @@ ReFT (Luong et al., 2024, Sec. 3) does not start from scratch: it fine-tunes a *
 stages -- the supervised warm-up (train_warmup.py) and PPO (train_ppo.py) -- only teach that model
 the task. A GPT trained from nothing on a few thousand annotated questions has none of those skills,
 and then neither SFT nor RL gets far in minutes. So this project makes its own stand-in once and
-ships it as data/base/base.pt (1.4 M parameters, float16): a plain language model trained here on
+ships it as data/base/base.pt (1.5 M parameters, float16): a plain language model trained here on
 an endless stream of fresh synthetic "skill" text -- arithmetic facts ("17+25=42"), 1-2-step
 problems with their N-CoT or P-CoT, quantity-copying drills -- but never on the annotated training
 questions, and never on a test question (data/synthetic/synthetic.py, `skill_corpus`).
@@ -17,10 +17,11 @@ Regenerate the shipped file (train, then write the float16 copy the warm-up star
 
     python data/base/pretrain.py --export=data/base/base.pt
 
-The shipped file came from this very recipe: 1,579 of the 2,400 scheduled steps of 32 rows x 256
-packed tokens in 50 minutes of training, on one thread with other jobs sharing the machine's 2 cores;
-the time limit (--minutes=50) stopped it before the 2,400-step schedule ended. Evaluation time is not
-counted in those minutes. Other options:
+The shipped file came from this very recipe: 2,369 of the 2,400 scheduled steps of 32 rows x 256
+packed tokens in 50 minutes of training, on one thread (REFT_THREADS=1) with other jobs sharing the
+machine's 2 cores at times; the time limit (--minutes=50) stopped it just before the schedule's end.
+Evaluation time is not counted in those minutes. (The first shipped base, trained with the first
+1024-token tokenizer, reached 1,579 steps in the same 50 minutes.) Other options:
 
     python data/base/pretrain.py --steps=200 --minutes=none       # a short run, no time limit
     python data/base/pretrain.py --resume                         # continue runs/base after Ctrl-C
@@ -66,7 +67,7 @@ from train_warmup import SCHEDULES, clipped_step, encode_all, heldout_loss, lr_a
 class Config:
     """Stage 0 (not part of ReFT): pretrain the base model on fresh synthetic skill text."""
     # --- model (always a fresh random init; the tokenizer is the shipped reft_mini BPE)
-    model: str = "demo"                 # The model size: tiny (0.05 M parameters), demo (1.3 M, the shipped base),
+    model: str = "demo"                 # The model size: tiny (0.05 M parameters), demo (1.5 M, the shipped base),
                                         # small (6.6 M) or gpt2 (124 M).
     # --- data: an endless stream of fresh text, packed into rows
     batch_size: int = 32                # Rows per optimizer step.

@@ -107,8 +107,8 @@ How a problem is built (and why):
     (division only when exact), stated numbers mostly 2..50, every intermediate result <= 1000.
   * Every number in the story is written in digits, so "copying a quantity" is a skill the model can
     pick up; one sentence per step in the N-CoT with the arithmetic spelled `a*b=c`, so prompt + N-CoT
-    is ~100-180 tokens with the project's digit-per-token BPE (train: mean 117, max 183; P-CoT repeats
-    the question in its docstring: mean 219, max 371).
+    is ~70-160 tokens with the project's digit-per-token BPE (train: mean 101, max 159; P-CoT repeats
+    the question in its docstring: mean 154, max 237).
   * P-CoT: the question's quantities used by the solution become named variables (in story order), then
     one assignment per step in the same order as the N-CoT, then `result = ...; return result`.
     Distractor quantities are NOT assigned: the program is the solution, and picking the relevant facts

@@ -35,26 +35,26 @@ from reft_mini.tokenizer import REFT_MINI_VOCAB, get_tokenizer  # noqa: E402
 OUT_FILE = HERE / "reft_mini.tiktoken"  # the shipped file, which reft_mini.tokenizer.REFT_MINI_FILE loads
 
 # How a text is cut into "words" before BPE (merges never cross a word boundary). Encoding uses
-# tiktoken's own pattern, reft_mini.tokenizer.REFT_MINI_PATTERN, whose `\p{N}` keeps every digit a token
+# tiktoken's own pattern, reft_mini.tokenizer.REFT_MINI_PATTERN, whose ` ?\p{N}` keeps every digit a token
 # of its own. Python's `re` has no \p{..} classes, so for *training* we use the closest stdlib
-# equivalent ([^\W\d_] = a Unicode letter, \d = a Unicode digit). It only decides where merges may
+# equivalent ([^\W\d] = a Unicode letter or "_", \d = a Unicode digit). It only decides where merges may
 # happen while learning, so the two never have to agree exactly.
-_TRAIN_SPLIT = re.compile(r"""'(?:[sdmt]|ll|ve|re)| ?[^\W\d_]+|\d| ?[^\s\w]+| ?_+|\s+(?!\S)|\s+""")
+_TRAIN_SPLIT = re.compile(r"""'(?:[sdmt]|ll|ve|re)| ?[^\W\d]+| ?\d| ?[^\s\w]+|\s+(?!\S)|\s+""")
 
 
-def train_bpe(texts: list[str], vocab_size: int = REFT_MINI_VOCAB) -> dict[bytes, int]:
+def train_bpe(texts: list[str], vocab_size: int = REFT_MINI_VOCAB, split: re.Pattern = _TRAIN_SPLIT) -> dict[bytes, int]:
     """Learn byte-level BPE merges; returns tiktoken's `mergeable_ranks` (token bytes -> rank).
 
     Ranks 0..255 are the single bytes, so *any* text round-trips (unknown characters fall back to
     bytes). Each merge creates the next rank; tiktoken later applies merges lowest-rank-first, which
     replays exactly the order in which they were learned. Ties are broken by the pair's bytes, so the
-    result is deterministic.
+    result is deterministic. `split` cuts texts into words (the shipped tokenizer's rule by default).
     """
     n_merges = vocab_size - 256 - 1  # the last id is EOT
     # 1) Pre-tokenise and count distinct "words" (merges never cross a word boundary).
     words = collections.Counter()
     for text in texts:
-        words.update(_TRAIN_SPLIT.findall(text))
+        words.update(split.findall(text))
     ranks = {bytes([b]): b for b in range(256)}
     vocab = [bytes([b]) for b in range(256)]  # id -> bytes
     # Each word as a list of token ids, with its count.

@@ -1,0 +1,49 @@
+"""tools/regime.py: the ReFT-vs-SFT regime study -- its designs' data are honest splits, and one command
+runs SFT (best epoch on validation), ReFT and the paired test evaluation, then writes table and figure."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import regime  # tools/ is on pytest's pythonpath
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _read(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_worlds_design_keeps_its_worlds_and_test_validation_and_training_questions_apart(tmp_path):
+    design = regime.DESIGNS["unseen12"]
+    counts = regime.make_design_data(design, tmp_path, dict(test=40, validation=20))
+    train, val, test = (_read(tmp_path / f"{n}.jsonl") for n in ("train", "validation", "test"))
+    assert counts == {"train": len(train), "validation": 20, "test": 40}
+    world = lambda r: r["id"].split("-", 3)[3].replace("_", " ")              # noqa: E731
+    assert {world(r) for r in train} <= set(design["train_worlds"]) and len(train) > 1000
+    assert {world(r) for r in test + val} <= set(design["test_worlds"])
+    assert not set(design["train_worlds"]) & set(design["test_worlds"])      # unseen: no world in common
+    questions = [{r["question"] for r in rows} for rows in (train, val, test)]
+    assert not questions[0] & questions[1] and not questions[0] & questions[2] and not questions[1] & questions[2]
+
+
+def test_data_design_takes_the_first_n_annotated_questions():
+    design = regime.DESIGNS["data300"]
+    assert design["n_train"] == 300 and design["train_worlds"] is None and design["reft_from"] < design["epochs"]
+
+
+@pytest.mark.slow
+def test_one_quick_seed_writes_the_table_the_json_and_the_figure(tmp_path):
+    fig = tmp_path / "regime.png"
+    cmd = [sys.executable, "tools/regime.py", "--design=data300", "--seeds=1", "--quick", f"--out={tmp_path / 'r'}",
+           f"--figure={fig}"]
+    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    result = json.loads((tmp_path / "r" / "data300" / "results.json").read_text())
+    (row,) = result["rows"]
+    assert row["n"] == 8 and 0 <= row["sft_best"] <= 1 and 0 <= row["reft"] <= 1
+    assert row["ci95"][0] <= row["diff"] <= row["ci95"][1]
+    assert "| 1 |" in (tmp_path / "r" / "data300" / "results.md").read_text()
+    assert fig.is_file() and fig.stat().st_size > 1000

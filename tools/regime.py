@@ -1,0 +1,230 @@
+"""When does ReFT beat SFT? One design of the regime study per command, over seeds.
+
+ReFT's claim (Luong et al., 2024, Table 2) is that RL on the *same* annotated questions beats SFT at
+its best. This script measures it here for one "design" (which questions are annotated, which are
+held out) and writes every number:
+
+    python tools/regime.py --design=worlds12 --seeds=1          # screen one design with one seed
+    python tools/regime.py --design=worlds12 --seeds=1,2,3      # then three (a finished seed is reused)
+    python tools/regime.py --design=data300 --quick             # smoke-sized: the plumbing in a minute
+
+For each seed, from the shipped base model:
+  1. SFT with a long schedule on the design's annotated questions; every epoch is evaluated on a
+     VALIDATION split (never the test questions), and best.pt is SFT at its best epoch;
+  2. ReFT: PPO from an early SFT checkpoint (epoch `reft_from`, the paper's warm-up), on the same
+     questions, its best iteration also chosen on the validation split;
+  3. both best checkpoints on the same >= 1000 held-out TEST questions with evaluate.py (greedy, the
+     paired difference with its 95% bootstrap interval), plus maj@k and pass@k.
+It writes runs/regime/DESIGN/results.md and results.json, and the figure data/figures/regime.png
+(every design run so far: SFT-best and ReFT per seed as dots, means as bars).
+
+The designs' data are new splits of the synthetic generator (data/synthetic/synthetic.py), written to
+runs/regime/DESIGN/data/ as train/validation/test.jsonl: test and validation questions come from the
+generator's test pool (disjoint from every training question by construction) and from each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+for p in (REPO, REPO / "data" / "synthetic"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+import synthetic  # noqa: E402  (the generator, for the designs' splits)
+from reft_mini import data  # noqa: E402
+from reft_mini.checkpoint import load_checkpoint  # noqa: E402
+
+WORLDS = sorted(w.name for w in synthetic.WORLDS)
+# A design: which annotated questions SFT and ReFT share, which worlds the held-out questions come from,
+# how long SFT runs, the SFT epoch ReFT starts from, and PPO's options.
+DESIGNS = {
+    # the data-efficiency curve: the first N annotated training questions, all worlds
+    "data300": dict(n_train=300, train_worlds=None, test_worlds=None, epochs=30, reft_from=2, ppo=[]),
+    "data1000": dict(n_train=1000, train_worlds=None, test_worlds=None, epochs=20, reft_from=6, ppo=[]),
+    "data3000": dict(n_train=3000, train_worlds=None, test_worlds=None, epochs=10, reft_from=2, ppo=[]),
+    # fewer worlds, deeper coverage: annotated questions and held-out questions from the same 12 worlds
+    "worlds12": dict(n_train=None, train_worlds=WORLDS[::2], test_worlds=WORLDS[::2], epochs=24, reft_from=9,
+                     ppo=["--iters=200"]),
+    # unseen worlds: annotated questions from 12 worlds, held-out questions from the other 12
+    "unseen12": dict(n_train=None, train_worlds=WORLDS[::2], test_worlds=WORLDS[1::2], epochs=24, reft_from=2,
+                     ppo=["--iters=200"]),
+}
+SIZES = {"full": dict(test=1000, validation=300),
+         "quick": dict(test=8, validation=4)}
+QUICK_SFT = ["--max_steps=4", "--batch_size=8", "--eval_questions=4", "--max_new_tokens=16"]
+QUICK_PPO = ["--iters=2", "--questions_per_iter=2", "--samples_per_question=2", "--max_new_tokens=16",
+             "--eval_questions=4", "--value_warmup_iters=1", "--lr_warmup_iters=1", "--minutes=none"]
+
+
+def world_of(problem) -> str:
+    """The story world of a synthetic problem, from its id: 'syn-train-42-egg_farm' -> 'egg farm'."""
+    return problem.id.split("-", 3)[3].replace("_", " ")
+
+
+def make_design_data(design: dict, folder: Path, sizes: dict) -> dict:
+    """train/validation/test.jsonl for a design; returns how many questions each holds."""
+    train = data.load_problems("synthetic", "train")                  # the annotated questions
+    if design["train_worlds"] is not None:
+        train = [p for p in train if world_of(p) in design["train_worlds"]]
+    if design["n_train"] is not None:
+        train = train[:design["n_train"]]
+    # Held-out questions: fresh draws from the generator's test pool (its own seed, not the test split's),
+    # of the design's worlds; the first ones are the test set, the next distinct ones the validation set.
+    keep = design["test_worlds"]
+    pool, seen, n_want = [], set(), sizes["test"] + sizes["validation"]
+    for draw in range(1, 20):
+        for p in synthetic.make_split("test", n=4000, seed=90_000 + draw):
+            if (keep is None or world_of(p) in keep) and p.question not in seen:
+                seen.add(p.question)
+                pool.append(p)
+        if len(pool) >= n_want:
+            break
+    test, validation = pool[:sizes["test"]], pool[sizes["test"]:n_want]
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, probs in (("train", train), ("validation", validation), ("test", test)):
+        lines = [synthetic.problem_to_json(p) for p in probs]
+        (folder / f"{name}.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return {"train": len(train), "validation": len(validation), "test": len(test)}
+
+
+def run(cmd: list[str], log: Path) -> None:
+    """One project command; its output goes to a log file; a failure stops with the log's last lines."""
+    with open(log, "w") as f:
+        p = subprocess.run([sys.executable, *cmd], cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        tail = log.read_text().strip().splitlines()[-5:]
+        raise SystemExit(f"error: {' '.join(cmd)} failed (exit {p.returncode}); last lines of {log}:\n  "
+                         + "\n  ".join(tail))
+
+
+def one_seed(name: str, design: dict, seed: int, out: Path, quick: bool, sizes: dict) -> dict:
+    d, folder = out / f"seed{seed}", out / "data"
+    done = d / "eval" / "results.json"
+    source = [f"--data_path={folder}", "--dataset=synthetic", "--cot=program"]
+    if not done.is_file():
+        d.mkdir(parents=True, exist_ok=True)
+        t0 = time.time()
+        run(["train_warmup.py", f"--seed={seed}", f"--out_dir={d / 'sft'}", *source, "--train_split=train",
+             "--eval_split=validation", f"--eval_questions={sizes['validation']}", f"--epochs={design['epochs']}",
+             "--eval_every=100000", "--progress=false", *(QUICK_SFT if quick else [])], d / "sft.log")
+        t1 = time.time()
+        start = d / "sft" / f"epoch{design['reft_from']}.pt"
+        if not start.is_file():                                       # --quick stops before that epoch
+            start = d / "sft" / "latest.pt"
+        run(["train_ppo.py", f"--seed={seed}", f"--init={start}", f"--out_dir={d / 'reft'}",
+             f"--eval_questions={sizes['validation']}", "--progress=false", *design["ppo"],
+             *(QUICK_PPO if quick else [])], d / "reft.log")
+        t2 = time.time()
+        run(["evaluate.py", str(d / "sft" / "best.pt"), str(d / "reft" / "best.pt"), *source[:2], "--splits=test",
+             f"--limit={sizes['test']}", "--k=4", f"--out={d / 'eval'}", "--progress=false"], d / "eval.log")
+        (d / "minutes.json").write_text(json.dumps({"sft": (t1 - t0) / 60, "reft": (t2 - t1) / 60}) + "\n")
+    res = json.loads(done.read_text())
+    sft, reft = (c["label"] for c in res["checkpoints"])
+    m_sft, m_reft = res["results"]["test"][sft]["metrics"], res["results"]["test"][reft]["metrics"]
+    cmp_ = res["comparisons"]["test"][reft]["greedy"]
+    best_epoch = load_checkpoint(d / "sft" / "best.pt").get("epoch")   # SFT's best epoch on validation
+    return {"design": name, "seed": seed, "n": res["results"]["test"][sft]["n"],
+            "sft_best": m_sft["greedy"], "reft": m_reft["greedy"], "diff": cmp_["diff"], "ci95": cmp_["ci95"],
+            "sft_maj4": m_sft.get("maj@4"), "reft_maj4": m_reft.get("maj@4"),
+            "sft_pass4": m_sft.get("pass@4"), "reft_pass4": m_reft.get("pass@4"), "sft_best_epoch": best_epoch,
+            "minutes": json.loads((d / "minutes.json").read_text()) if (d / "minutes.json").is_file() else {}}
+
+
+def table(rows: list[dict], counts: dict) -> str:
+    pct = lambda x: "-" if x is None else f"{100 * x:.1f}"                          # noqa: E731
+    out = [f"Design {rows[0]['design']}: {counts['train']} annotated questions, {counts['validation']} validation, "
+           f"{rows[0]['n']} test questions. Greedy accuracy (%), ReFT - SFT-best with its 95% paired interval.", "",
+           "| seed | SFT best (epoch) | ReFT | ReFT - SFT (95% CI) | maj@4 SFT / ReFT | pass@4 SFT / ReFT |",
+           "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lo, hi = r["ci95"]
+        out.append(f"| {r['seed']} | {pct(r['sft_best'])} ({r['sft_best_epoch']}) | {pct(r['reft'])} | {100 * r['diff']:+.1f} "
+                   f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {pct(r['sft_maj4'])} / {pct(r['reft_maj4'])} | "
+                   f"{pct(r['sft_pass4'])} / {pct(r['reft_pass4'])} |")
+    if len(rows) > 1:
+        out.append(f"| mean | {pct(statistics.mean(r['sft_best'] for r in rows))} | "
+                   f"{pct(statistics.mean(r['reft'] for r in rows))} | "
+                   f"{100 * statistics.mean(r['diff'] for r in rows):+.1f} | | |")
+    return "\n".join(out) + "\n"
+
+
+def figure(root: Path, file: Path) -> Path | None:
+    """Every design under root with results: SFT-best and ReFT per seed (dots) and their means (bars)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    results = sorted(root.glob("*/results.json"))
+    if not results:
+        return None
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(results), 3.6))
+    names = []
+    for i, f in enumerate(results):
+        rows = json.loads(f.read_text())["rows"]
+        names.append(f.parent.name)
+        for j, (key, color) in enumerate((("sft_best", "tab:blue"), ("reft", "tab:orange"))):
+            ys = [100 * r[key] for r in rows]
+            x = i + (j - 0.5) * 0.35
+            ax.bar(x, statistics.mean(ys), width=0.33, color=color, alpha=0.35,
+                   label=("SFT at its best epoch" if key == "sft_best" else "ReFT") if i == 0 else None)
+            ax.scatter([x] * len(ys), ys, color=color, s=14, zorder=3)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("held-out greedy accuracy (%)")
+    ax.set_title("When does ReFT beat SFT? (dots: seeds)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(file, dpi=110)
+    plt.close(fig)
+    return file
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python tools/regime.py", description="One design of the ReFT-vs-SFT regime "
+                                 "study over seeds: SFT at its best epoch (chosen on validation) vs ReFT, same test.")
+    ap.add_argument("--design", required=True, choices=sorted(DESIGNS), help="which design to run")
+    ap.add_argument("--seeds", default="1", help="comma-separated seeds (default 1)")
+    ap.add_argument("--out", default="runs/regime", help="output folder (default runs/regime)")
+    ap.add_argument("--figure", default="data/figures/regime.png", help="the figure over all designs run so far")
+    ap.add_argument("--quick", action="store_true", help="smoke-sized runs (a minute; numbers mean nothing)")
+    args = ap.parse_args(argv)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        ap.error(f"--seeds={args.seeds}: expected comma-separated integers, e.g. 1,2,3")
+    if not seeds:
+        ap.error("--seeds: give at least one seed")
+    sizes = SIZES["quick" if args.quick else "full"]
+    design, root = DESIGNS[args.design], Path(args.out)
+    out = root / args.design
+    counts = make_design_data(design, out / "data", sizes)
+    print(f"design {args.design}: {counts['train']} annotated training questions, {counts['validation']} "
+          f"validation and {counts['test']} test questions in {out / 'data'}", flush=True)
+    rows = []
+    for seed in seeds:
+        rows.append(one_seed(args.design, design, seed, out, args.quick, sizes))
+        r = rows[-1]
+        print(f"seed {seed}: SFT best {100 * r['sft_best']:.1f}%, ReFT {100 * r['reft']:.1f}%, "
+              f"ReFT - SFT {100 * r['diff']:+.1f} [{100 * r['ci95'][0]:+.1f}, {100 * r['ci95'][1]:+.1f}]", flush=True)
+    text = table(rows, counts)
+    (out / "results.md").write_text(text)
+    (out / "results.json").write_text(json.dumps({"design": args.design, "settings": design, "counts": counts,
+                                                  "rows": rows}, indent=1) + "\n")
+    print(text)
+    fig = figure(root, Path(args.figure))
+    print(f"wrote {out / 'results.md'}, {out / 'results.json'}" + (f" and {fig}" if fig else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
