@@ -42,7 +42,7 @@ def test_quick_benchmark_writes_every_row_with_finite_numbers(tmp_path):
     expected = ["kv_cache_speedup", "mfu", "train_tokens_per_s_eager", "ppo_iteration_s", "ppo_share_sampling",
                 "ppo_share_scoring", "ppo_share_evaluating", "ppo_share_learning", "rollout_drop_finished_speed",
                 "rollout_prompt_once_learner_speed", "rl_samples_per_min_today", "rl_samples_per_min_default",
-                "rl_samples_per_min_ratio"]
+                "rl_samples_per_min_ratio", "rl_samples_per_min_grpo", "rl_samples_per_min_drgrpo"]
     for V in (50257, 2048):
         for mode in ("ent", "logp"):
             expected += [f"logprob_V{V}_{mode}_eager_time", f"logprob_V{V}_{mode}_eager_memory"]

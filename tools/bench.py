@@ -757,12 +757,16 @@ def bench_rollout_layout(s: dict, reps: int, policy: GPT, prompts: list[list[int
 # tokenizer was the first shipped BPE (1024 tokens, identifiers cut at every underscore, the space before
 # a number a token of its own); it is rebuilt here from the same corpus with the same trainer in a few
 # seconds (data/tokenizer/train_bpe.py with the old word-split rule). Each sample read its own copy of
-# the prompt, in the sampler and in the learner (one packed row of prompt + response per sample).
+# the prompt, in the sampler and in the learner (one packed row of prompt + response per sample). The
+# preset samples with today's sampler otherwise (sampling.draw, not the torch.multinomial it then used,
+# which was slower): the ratio below understates the gain a little rather than overstating it.
 TODAY_TRAIN_SPLIT = r"""'(?:[sdmt]|ll|ve|re)| ?[^\W\d_]+|\d| ?[^\s\w]+| ?_+|\s+(?!\S)|\s+"""
 TODAY_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 RL_PRESETS = {
     "today": dict(tokenizer="today", prompt_once=False, questions_per_iter=32, samples_per_question=4),
     "default": dict(tokenizer="shipped", prompt_once=True),   # train_ppo.Config's own defaults otherwise
+    # the critic-free estimators at the default settings: seconds per iteration beside gae's (README's table)
+    **{est: dict(tokenizer="shipped", prompt_once=True, estimator=est) for est in ("grpo", "rloo", "drgrpo")},
 }
 
 
@@ -853,14 +857,14 @@ def bench_rl_presets(s: dict, reps: int, device: torch.device = torch.device("cp
 
         results[name] = iteration
         details[name] = dict(samples=q * k, prompt_tokens=statistics.mean(len(p) for p in prompts),
-                             answer_tokens=n_new, vocab=enc.n_vocab, questions=q, k=k)
+                             answer_tokens=n_new, vocab=enc.n_vocab, questions=q, k=k, estimator=cfg.estimator)
     t = interleaved(results, reps, device=device)
     rate = {name: details[name]["samples"] / t[name]["median_s"] * 60 for name in results}
     rows = []
     for name in results:
         d = details[name]
         rows.append(row(f"rl_samples_per_min_{name}", f"5c. RL samples per minute, {name} settings", rate[name],
-                        "/min", None, f"{d['questions']} questions x {d['k']}, {d['vocab']}-token tokenizer, prompt "
+                        "/min", None, f"{d['estimator']}, {d['questions']} questions x {d['k']}, {d['vocab']}-token tokenizer, prompt "
                         f"{d['prompt_tokens']:.0f} + answer {d['answer_tokens']} tokens per sample, "
                         f"{t[name]['median_s']:.2f} s per iteration", **d))
     rows.append(row("rl_samples_per_min_ratio", "5c. RL samples per minute, default / today's settings",
