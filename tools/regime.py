@@ -59,7 +59,7 @@ DESIGNS = {
 }
 SIZES = {"full": dict(test=1000, validation=300),
          "quick": dict(test=8, validation=4)}
-QUICK_SFT = ["--max_steps=4", "--batch_size=8", "--eval_questions=4", "--max_new_tokens=16"]
+QUICK_SFT = ["--max_steps=4", "--batch_size=8", "--eval_every=2", "--eval_questions=4", "--max_new_tokens=16"]
 QUICK_PPO = ["--iters=2", "--questions_per_iter=2", "--samples_per_question=2", "--max_new_tokens=16",
              "--eval_questions=4", "--value_warmup_iters=1", "--lr_warmup_iters=1", "--minutes=none"]
 
@@ -123,14 +123,18 @@ def one_seed(name: str, design: dict, seed: int, out: Path, quick: bool, sizes: 
              f"--eval_questions={sizes['validation']}", "--progress=false", *design["ppo"],
              *(QUICK_PPO if quick else [])], d / "reft.log")
         t2 = time.time()
-        run(["evaluate.py", str(d / "sft" / "best.pt"), str(d / "reft" / "best.pt"), *source[:2], "--splits=test",
+        # best.pt: the best validation accuracy so far; a run that never beat 0% (tiny --quick runs) has none
+        best = [d / run_name / ("best.pt" if (d / run_name / "best.pt").is_file() else "latest.pt")
+                for run_name in ("sft", "reft")]
+        run(["evaluate.py", str(best[0]), str(best[1]), *source[:2], "--splits=test",
              f"--limit={sizes['test']}", "--k=4", f"--out={d / 'eval'}", "--progress=false"], d / "eval.log")
         (d / "minutes.json").write_text(json.dumps({"sft": (t1 - t0) / 60, "reft": (t2 - t1) / 60}) + "\n")
     res = json.loads(done.read_text())
     sft, reft = (c["label"] for c in res["checkpoints"])
     m_sft, m_reft = res["results"]["test"][sft]["metrics"], res["results"]["test"][reft]["metrics"]
     cmp_ = res["comparisons"]["test"][reft]["greedy"]
-    best_epoch = load_checkpoint(d / "sft" / "best.pt").get("epoch")   # SFT's best epoch on validation
+    sft_best = d / "sft" / ("best.pt" if (d / "sft" / "best.pt").is_file() else "latest.pt")
+    best_epoch = load_checkpoint(sft_best).get("epoch")               # SFT's best epoch on validation
     return {"design": name, "seed": seed, "n": res["results"]["test"][sft]["n"],
             "sft_best": m_sft["greedy"], "reft": m_reft["greedy"], "diff": cmp_["diff"], "ci95": cmp_["ci95"],
             "sft_maj4": m_sft.get("maj@4"), "reft_maj4": m_reft.get("maj@4"),
