@@ -107,8 +107,9 @@ class Config:
     clip: float = 0.2                   # The policy ratio clip range (the paper: 0.2).
     vf_clip: float = 0.2                # The value clip range (the paper: 0.2).
     vf_coef: float = 0.02               # The value-loss weight, far lower than the paper's: the value loss flowing
-                                        # into the small shared backbone hurt the policy (held-out gain after 100
-                                        # iterations, one seed: +1.2 at 0.5, +3.6 at 0.1, +6.2 at 0.02; the paper: 5).
+                                        # into the small shared backbone hurt the policy; one seed's held-out gain
+                                        # after 100 iterations was +1.2 at 0.5, +3.6 at 0.1, +6.2 at 0.02 (the
+                                        # paper: 5).
     value_backbone: bool = True         # Let the value loss train the shared backbone too (the paper's); false: it
                                         # trains the value head alone, on the policy's features.
     lr: float = 1e-4                    # The policy learning rate (the paper: 3e-7, for 7B models); 2e-4 and higher
