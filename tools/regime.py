@@ -28,17 +28,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-for p in (REPO, REPO / "data" / "synthetic"):
+for p in (REPO, REPO / "data" / "synthetic", REPO / "tools"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
 import synthetic  # noqa: E402  (the generator, for the designs' splits)
+from reproduce import run  # noqa: E402  (tools/reproduce.py: one command, its log, a one-line failure)
 from reft_mini import data  # noqa: E402
 from reft_mini.checkpoint import load_checkpoint  # noqa: E402
 
@@ -93,16 +93,6 @@ def make_design_data(design: dict, folder: Path, sizes: dict) -> dict:
         lines = [synthetic.problem_to_json(p) for p in probs]
         (folder / f"{name}.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return {"train": len(train), "validation": len(validation), "test": len(test)}
-
-
-def run(cmd: list[str], log: Path) -> None:
-    """One project command; its output goes to a log file; a failure stops with the log's last lines."""
-    with open(log, "w") as f:
-        p = subprocess.run([sys.executable, *cmd], cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
-    if p.returncode != 0:
-        tail = log.read_text().strip().splitlines()[-5:]
-        raise SystemExit(f"error: {' '.join(cmd)} failed (exit {p.returncode}); last lines of {log}:\n  "
-                         + "\n  ".join(tail))
 
 
 def one_seed(name: str, design: dict, seed: int, out: Path, quick: bool, sizes: dict) -> dict:
