@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import regime  # tools/ is on pytest's pythonpath
 
@@ -35,10 +36,10 @@ def test_data_design_takes_the_first_n_annotated_questions():
 
 
 @pytest.mark.slow
-def test_one_quick_seed_writes_the_table_the_json_and_the_figure(tmp_path):
+def test_one_quick_seed_writes_the_table_the_json_and_the_figure_and_passes_ppo_options_on(tmp_path):
     fig = tmp_path / "regime.png"
     cmd = [sys.executable, "tools/regime.py", "--design=data300", "--seeds=1", "--quick", f"--out={tmp_path / 'r'}",
-           f"--figure={fig}"]
+           f"--figure={fig}", "--ppo=--estimator=rloo"]
     p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     result = json.loads((tmp_path / "r" / "data300" / "results.json").read_text())
@@ -47,3 +48,5 @@ def test_one_quick_seed_writes_the_table_the_json_and_the_figure(tmp_path):
     assert row["ci95"][0] <= row["diff"] <= row["ci95"][1]
     assert "| 1 |" in (tmp_path / "r" / "data300" / "results.md").read_text()
     assert fig.is_file() and fig.stat().st_size > 1000
+    reft = torch.load(tmp_path / "r" / "data300" / "seed1" / "reft" / "latest.pt", weights_only=False)
+    assert reft["config"]["estimator"] == "rloo" and result["ppo"] == "--estimator=rloo"

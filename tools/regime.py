@@ -7,6 +7,7 @@ held out) and writes every number:
     python tools/regime.py --design=worlds12 --seeds=1          # screen one design with one seed
     python tools/regime.py --design=worlds12 --seeds=1,2,3      # then three (a finished seed is reused)
     python tools/regime.py --design=data300 --quick             # smoke-sized: the plumbing in a minute
+    python tools/regime.py --design=worlds12 --ppo="--estimator=drgrpo" --out=runs/regime_drgrpo  # RL variant
 
 For each seed, from the shipped base model:
   1. SFT with a long schedule on the design's annotated questions; every epoch is evaluated on a
@@ -95,7 +96,7 @@ def make_design_data(design: dict, folder: Path, sizes: dict) -> dict:
     return {"train": len(train), "validation": len(validation), "test": len(test)}
 
 
-def one_seed(name: str, design: dict, seed: int, out: Path, quick: bool, sizes: dict) -> dict:
+def one_seed(name: str, design: dict, seed: int, out: Path, quick: bool, sizes: dict, ppo: list[str]) -> dict:
     d, folder = out / f"seed{seed}", out / "data"
     done = d / "eval" / "results.json"
     source = [f"--data_path={folder}", "--dataset=synthetic", "--cot=program"]
@@ -111,7 +112,7 @@ def one_seed(name: str, design: dict, seed: int, out: Path, quick: bool, sizes: 
             start = d / "sft" / "latest.pt"
         run(["train_ppo.py", f"--seed={seed}", f"--init={start}", f"--out_dir={d / 'reft'}",
              f"--eval_questions={sizes['validation']}", "--progress=false", *design["ppo"],
-             *(QUICK_PPO if quick else [])], d / "reft.log")
+             *ppo, *(QUICK_PPO if quick else [])], d / "reft.log")
         t2 = time.time()
         # best.pt: the best validation accuracy so far; a run that never beat 0% (tiny --quick runs) has none
         best = [d / run_name / ("best.pt" if (d / run_name / "best.pt").is_file() else "latest.pt")
@@ -191,6 +192,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/regime", help="output folder (default runs/regime)")
     ap.add_argument("--figure", default="data/figures/regime.png", help="the figure over all designs run so far")
     ap.add_argument("--quick", action="store_true", help="smoke-sized runs (a minute; numbers mean nothing)")
+    ap.add_argument("--ppo", default="", help="extra train_ppo.py options for ReFT, space-separated, e.g. "
+                    "\"--estimator=drgrpo\" (give such a run its own --out: a finished seed is reused)")
     args = ap.parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -206,13 +209,13 @@ def main(argv=None) -> int:
           f"validation and {counts['test']} test questions in {out / 'data'}", flush=True)
     rows = []
     for seed in seeds:
-        rows.append(one_seed(args.design, design, seed, out, args.quick, sizes))
+        rows.append(one_seed(args.design, design, seed, out, args.quick, sizes, args.ppo.split()))
         r = rows[-1]
         print(f"seed {seed}: SFT best {100 * r['sft_best']:.1f}%, ReFT {100 * r['reft']:.1f}%, "
               f"ReFT - SFT {100 * r['diff']:+.1f} [{100 * r['ci95'][0]:+.1f}, {100 * r['ci95'][1]:+.1f}]", flush=True)
     text = table(rows, counts)
     (out / "results.md").write_text(text)
-    (out / "results.json").write_text(json.dumps({"design": args.design, "settings": design, "counts": counts,
+    (out / "results.json").write_text(json.dumps({"design": args.design, "settings": design, "ppo": args.ppo, "counts": counts,
                                                   "rows": rows}, indent=1) + "\n")
     print(text)
     fig = figure(root, Path(args.figure))
