@@ -299,6 +299,14 @@ def evaluate_rollout(policy, reference, s, scores: torch.Tensor, cfg: Config, in
                 h=h, entropy=entropy)
 
 
+def flat_share(scores: torch.Tensor, k: int) -> float:
+    """The share of questions whose k samples all got the same score (all right, or all wrong). Their
+    group baseline equals every score, so a critic-free estimator learns nothing from them but the KL
+    penalty; with gae they still teach through the value head. scores: (questions * k,)."""
+    by_q = scores.view(-1, k)                                                            # (questions, k)
+    return float((by_q.max(1).values == by_q.min(1).values).float().mean())
+
+
 def policy_lr(cfg: Config, it: int) -> float:
     """The backbone's learning rate at iteration `it` (counted from 0): 0 while only the value head learns,
     then a linear rise over lr_warmup_iters, then constant, or with --lr_decay a linear fall towards 0
@@ -510,6 +518,7 @@ def main(cfg: Config) -> dict:
             # ---------------- logging
             row = {k: sum(st[k] for st in stats) / len(stats) for k in stats[0]}
             kl_seq = float((r["kl"] * r["rmask"]).sum(1).mean())  # KL to the reference, nats per response
+            row.update(flat=flat_share(scores, cfg.samples_per_question))
             row.update(iter=it, score=float(scores.mean()), correct=float((scores == 1.0).float().mean()),
                        kl=kl_seq, response_len=float(r["rmask"].sum(1).float().mean()),
                        ended=float(s.ended.float().mean()), t_sample=t_sample - t_start, t_score=t_score - t_sample,

@@ -55,6 +55,13 @@ def test_learner_recomputes_the_samplers_logprobs_and_the_first_ratio_is_one():
         assert all(torch.equal(a, b) for a, b in zip(before, policy.parameters()))
 
 
+def test_flat_share_counts_questions_whose_samples_all_scored_the_same():
+    scores = torch.tensor([1.0, 1.0, 0.0, 0.1, 0.0, 0.0, 0.1, 0.1])   # 4 questions x 2 samples
+    assert train_ppo.flat_share(scores, 2) == 0.75                      # [1,1], [0,0.1] spread, [0,0], [0.1,0.1]
+    assert train_ppo.flat_share(scores, 1) == 1.0                       # groups of one never spread
+    assert train_ppo.flat_share(scores, 4) == 0.0                       # [1,1,0,0.1] and [0,0,0.1,0.1] spread
+
+
 def test_policy_lr_is_zero_in_the_value_warmup_then_ramps_and_with_lr_decay_falls_linearly_to_zero():
     c = cfg(lr=1.0, iters=10, value_warmup_iters=2, lr_warmup_iters=2)
     assert [train_ppo.policy_lr(c, it) for it in range(5)] == [0.0, 0.0, 0.5, 1.0, 1.0]
