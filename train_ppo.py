@@ -120,6 +120,8 @@ class Config:
     value_warmup_iters: int = 5         # The first iterations train only the value head, with the backbone frozen.
     lr_warmup_iters: int = 5            # After them, the policy learning rate rises linearly over this many
                                         # iterations.
+    lr_decay: bool = False              # Then let it fall linearly to 0 at the last iteration (--iters), so the final
+                                        # policy is not one step of a noisy walk (the paper: constant).
     # --- loop, evaluation, output
     iters: int = 100                    # Stop after this many iterations, about 4.5 minutes on 2 CPU cores (the
                                         # paper: 300 epochs over the training set).
@@ -297,13 +299,32 @@ def evaluate_rollout(policy, reference, s, scores: torch.Tensor, cfg: Config, in
                 h=h, entropy=entropy)
 
 
+def flat_share(scores: torch.Tensor, k: int) -> float:
+    """The share of questions whose k samples all got the same score (all right, or all wrong). Their
+    group baseline equals every score, so a critic-free estimator learns nothing from them but the KL
+    penalty; with gae they still teach through the value head. scores: (questions * k,)."""
+    by_q = scores.view(-1, k)                                                            # (questions, k)
+    return float((by_q.max(1).values == by_q.min(1).values).float().mean())
+
+
+def policy_lr(cfg: Config, it: int) -> float:
+    """The backbone's learning rate at iteration `it` (counted from 0): 0 while only the value head learns,
+    then a linear rise over lr_warmup_iters, then constant, or with --lr_decay a linear fall towards 0
+    at the last iteration."""
+    warm = cfg.value_warmup_iters if cfg.estimator == "gae" else 0      # critic-free: no value warm-up
+    if it < warm:
+        return 0.0
+    ramp = min(1.0, (it - warm + 1) / max(1, cfg.lr_warmup_iters))
+    if cfg.lr_decay:
+        ramp *= max(0.0, 1.0 - (it - warm) / max(1, cfg.iters - warm))
+    return cfg.lr * ramp
+
+
 def ppo_update(policy, opt, r: dict, cfg: Config, info: dist.DistInfo, it: int) -> list[dict]:
     """5. LEARN: `ppo_epochs` passes over the rollout in minibatches; returns per-minibatch statistics."""
     critic = cfg.estimator == "gae"                                     # the critic-free estimators skip the
-    warm = cfg.value_warmup_iters if critic else 0                      # value head and its warm-up
-    value_only = it < warm
-    ramp = min(1.0, (it - warm + 1) / max(1, cfg.lr_warmup_iters))
-    opt.param_groups[0]["lr"] = 0.0 if value_only else cfg.lr * ramp    # group 0 = backbone, 1 = value head
+    value_only = critic and it < cfg.value_warmup_iters                 # value head and its warm-up
+    opt.param_groups[0]["lr"] = policy_lr(cfg, it)                      # group 0 = backbone, 1 = value head
     k = cfg.samples_per_question
     G = r["resp"].shape[0] // k                                         # questions in this rollout
     # Minibatches hold whole questions (all k samples of each), so the learner reads every prompt once
@@ -497,6 +518,7 @@ def main(cfg: Config) -> dict:
             # ---------------- logging
             row = {k: sum(st[k] for st in stats) / len(stats) for k in stats[0]}
             kl_seq = float((r["kl"] * r["rmask"]).sum(1).mean())  # KL to the reference, nats per response
+            row.update(flat=flat_share(scores, cfg.samples_per_question))
             row.update(iter=it, score=float(scores.mean()), correct=float((scores == 1.0).float().mean()),
                        kl=kl_seq, response_len=float(r["rmask"].sum(1).float().mean()),
                        ended=float(s.ended.float().mean()), t_sample=t_sample - t_start, t_score=t_score - t_sample,

@@ -35,6 +35,29 @@ def test_data_design_takes_the_first_n_annotated_questions():
     assert design["n_train"] == 300 and design["train_worlds"] is None and design["reft_from"] < design["epochs"]
 
 
+def test_a_seed_restarts_at_the_stage_it_lost_and_reuses_finished_ones(tmp_path, monkeypatch):
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_run(args, log):
+        calls.append(args[0])
+        if args[0] == "evaluate.py":
+            raise Stop                                  # the real evaluation is not needed to see the order
+    monkeypatch.setattr(regime, "run", fake_run)
+    seed_dir = tmp_path / "seed1"
+    seed_dir.mkdir()
+    (seed_dir / "sft.done").write_text("3.5\n")        # SFT finished before the run was stopped
+    with pytest.raises(Stop):
+        regime.one_seed("data300", regime.DESIGNS["data300"], 1, tmp_path, False, regime.SIZES["quick"], [])
+    assert calls == ["train_ppo.py", "evaluate.py"] and (seed_dir / "reft.done").is_file()
+    calls.clear()
+    with pytest.raises(Stop):                           # both stages done: only the evaluation runs again
+        regime.one_seed("data300", regime.DESIGNS["data300"], 1, tmp_path, False, regime.SIZES["quick"], [])
+    assert calls == ["evaluate.py"]
+
+
 @pytest.mark.slow
 def test_one_quick_seed_writes_the_table_the_json_and_the_figure_and_passes_ppo_options_on(tmp_path):
     fig = tmp_path / "regime.png"

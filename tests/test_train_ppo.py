@@ -55,6 +55,25 @@ def test_learner_recomputes_the_samplers_logprobs_and_the_first_ratio_is_one():
         assert all(torch.equal(a, b) for a, b in zip(before, policy.parameters()))
 
 
+def test_flat_share_counts_questions_whose_samples_all_scored_the_same():
+    scores = torch.tensor([1.0, 1.0, 0.0, 0.1, 0.0, 0.0, 0.1, 0.1])   # 4 questions x 2 samples
+    assert train_ppo.flat_share(scores, 2) == 0.75                      # [1,1], [0,0.1] spread, [0,0], [0.1,0.1]
+    assert train_ppo.flat_share(scores, 1) == 1.0                       # groups of one never spread
+    assert train_ppo.flat_share(scores, 4) == 0.0                       # [1,1,0,0.1] and [0,0,0.1,0.1] spread
+
+
+def test_policy_lr_is_zero_in_the_value_warmup_then_ramps_and_with_lr_decay_falls_linearly_to_zero():
+    c = cfg(lr=1.0, iters=10, value_warmup_iters=2, lr_warmup_iters=2)
+    assert [train_ppo.policy_lr(c, it) for it in range(5)] == [0.0, 0.0, 0.5, 1.0, 1.0]
+    assert train_ppo.policy_lr(c, 9) == 1.0                                    # constant by default (the paper's)
+    d = cfg(lr=1.0, iters=10, value_warmup_iters=2, lr_warmup_iters=2, lr_decay=True)
+    # after the warm-up (it = 2..9, 8 iterations) the factor falls 1, 7/8, ..., 1/8; times the ramp
+    assert [train_ppo.policy_lr(d, it) for it in (0, 1, 2, 3, 9)] == pytest.approx([0, 0, 0.5, 7 / 8, 1 / 8])
+    # critic-free estimators have no value warm-up: the ramp starts at iteration 0
+    g = cfg(lr=1.0, iters=4, estimator="rloo", value_warmup_iters=2, lr_warmup_iters=1, lr_decay=True)
+    assert [train_ppo.policy_lr(g, it) for it in range(4)] == pytest.approx([1, 3 / 4, 1 / 2, 1 / 4])
+
+
 def test_learner_reads_each_prompt_once_and_gets_the_per_sample_forwards_states_and_gradients():
     # response_states computes each question's prompt once and shares it with its k samples through the
     # KV cache. It must give what one plain forward over each sample's prompt + response gives -- the

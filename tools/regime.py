@@ -103,23 +103,29 @@ def one_seed(name: str, design: dict, seed: int, out: Path, quick: bool, sizes: 
     if not done.is_file():
         d.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
-        run(["train_warmup.py", f"--seed={seed}", f"--out_dir={d / 'sft'}", *source, "--train_split=train",
-             "--eval_split=validation", f"--eval_questions={sizes['validation']}", f"--epochs={design['epochs']}",
-             "--eval_every=100000", "--progress=false", *(QUICK_SFT if quick else [])], d / "sft.log")
+        # Each finished stage leaves a marker, so a run stopped midway starts again at the stage it lost
+        # (and a variant of ReFT can reuse a copied seedN/sft folder with its sft.done).
+        if not (d / "sft.done").is_file():
+            run(["train_warmup.py", f"--seed={seed}", f"--out_dir={d / 'sft'}", *source, "--train_split=train",
+                 "--eval_split=validation", f"--eval_questions={sizes['validation']}", f"--epochs={design['epochs']}",
+                 "--eval_every=100000", "--progress=false", *(QUICK_SFT if quick else [])], d / "sft.log")
+            (d / "sft.done").write_text(f"{(time.time() - t0) / 60:.2f}\n")      # minutes
         t1 = time.time()
         start = d / "sft" / f"epoch{design['reft_from']}.pt"
         if not start.is_file():                                       # --quick stops before that epoch
             start = d / "sft" / "latest.pt"
-        run(["train_ppo.py", f"--seed={seed}", f"--init={start}", f"--out_dir={d / 'reft'}",
-             f"--eval_questions={sizes['validation']}", "--progress=false", *design["ppo"],
-             *ppo, *(QUICK_PPO if quick else [])], d / "reft.log")
-        t2 = time.time()
+        if not (d / "reft.done").is_file():
+            run(["train_ppo.py", f"--seed={seed}", f"--init={start}", f"--out_dir={d / 'reft'}",
+                 f"--eval_questions={sizes['validation']}", "--progress=false", *design["ppo"],
+                 *ppo, *(QUICK_PPO if quick else [])], d / "reft.log")
+            (d / "reft.done").write_text(f"{(time.time() - t1) / 60:.2f}\n")
         # best.pt: the best validation accuracy so far; a run that never beat 0% (tiny --quick runs) has none
         best = [d / run_name / ("best.pt" if (d / run_name / "best.pt").is_file() else "latest.pt")
                 for run_name in ("sft", "reft")]
         run(["evaluate.py", str(best[0]), str(best[1]), *source[:2], "--splits=test",
              f"--limit={sizes['test']}", "--k=4", f"--out={d / 'eval'}", "--progress=false"], d / "eval.log")
-        (d / "minutes.json").write_text(json.dumps({"sft": (t1 - t0) / 60, "reft": (t2 - t1) / 60}) + "\n")
+        minutes = {stage: float((d / f"{stage}.done").read_text()) for stage in ("sft", "reft")}
+        (d / "minutes.json").write_text(json.dumps(minutes) + "\n")
     res = json.loads(done.read_text())
     sft, reft = (c["label"] for c in res["checkpoints"])
     m_sft, m_reft = res["results"]["test"][sft]["metrics"], res["results"]["test"][reft]["metrics"]
