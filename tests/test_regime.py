@@ -58,6 +58,23 @@ def test_a_seed_restarts_at_the_stage_it_lost_and_reuses_finished_ones(tmp_path,
     assert calls == ["evaluate.py"]
 
 
+def test_the_late_design_starts_reft_from_sfts_best_checkpoint(tmp_path, monkeypatch):
+    inits = []
+
+    def fake_run(args, log):
+        inits.extend(a for a in args if a.startswith("--init="))
+        if args[0] == "evaluate.py":
+            raise StopIteration
+    monkeypatch.setattr(regime, "run", fake_run)
+    (tmp_path / "seed1").mkdir()
+    (tmp_path / "seed1" / "sft.done").write_text("1\n")
+    (tmp_path / "seed1" / "sft").mkdir()
+    (tmp_path / "seed1" / "sft" / "best.pt").write_bytes(b"")
+    with pytest.raises(StopIteration):
+        regime.one_seed("worlds12late", regime.DESIGNS["worlds12late"], 1, tmp_path, False, regime.SIZES["quick"], [])
+    assert inits == [f"--init={tmp_path / 'seed1' / 'sft' / 'best.pt'}"]
+
+
 @pytest.mark.slow
 def test_one_quick_seed_writes_the_table_the_json_and_the_figure_and_passes_ppo_options_on(tmp_path):
     fig = tmp_path / "regime.png"

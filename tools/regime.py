@@ -12,7 +12,8 @@ held out) and writes every number:
 For each seed, from the shipped base model:
   1. SFT with a long schedule on the design's annotated questions; every epoch is evaluated on a
      VALIDATION split (never the test questions), and best.pt is SFT at its best epoch;
-  2. ReFT: PPO from an early SFT checkpoint (epoch `reft_from`, the paper's warm-up), on the same
+  2. ReFT: PPO from an early SFT checkpoint (epoch `reft_from`, the paper's warm-up; "best": from
+     SFT at its best epoch, as the official small-model recipe starts RL late), on the same
      questions, its best iteration also chosen on the validation split;
   3. both best checkpoints on the same >= 1000 held-out TEST questions with evaluate.py (greedy, the
      paired difference with its 95% bootstrap interval), plus maj@k and pass@k.
@@ -53,7 +54,11 @@ DESIGNS = {
     "data3000": dict(n_train=3000, train_worlds=None, test_worlds=None, epochs=10, reft_from=2, ppo=[]),
     # fewer worlds, deeper coverage: annotated questions and held-out questions from the same 12 worlds
     "worlds12": dict(n_train=None, train_worlds=WORLDS[::2], test_worlds=WORLDS[::2], epochs=24, reft_from=9,
-                     ppo=["--iters=200"]),
+                     ppo=["--iters=300"]),
+    # the same, ReFT from SFT at its best epoch (chosen on validation): the official small-model recipe
+    # starts RL from a late SFT checkpoint
+    "worlds12late": dict(n_train=None, train_worlds=WORLDS[::2], test_worlds=WORLDS[::2], epochs=24,
+                         reft_from="best", ppo=["--iters=200"]),
     # unseen worlds: annotated questions from 12 worlds, held-out questions from the other 12
     "unseen12": dict(n_train=None, train_worlds=WORLDS[::2], test_worlds=WORLDS[1::2], epochs=24, reft_from=2,
                      ppo=["--iters=200"]),
@@ -111,7 +116,7 @@ def one_seed(name: str, design: dict, seed: int, out: Path, quick: bool, sizes: 
                  "--eval_every=100000", "--progress=false", *(QUICK_SFT if quick else [])], d / "sft.log")
             (d / "sft.done").write_text(f"{(time.time() - t0) / 60:.2f}\n")      # minutes
         t1 = time.time()
-        start = d / "sft" / f"epoch{design['reft_from']}.pt"
+        start = d / "sft" / ("best.pt" if design["reft_from"] == "best" else f"epoch{design['reft_from']}.pt")
         if not start.is_file():                                       # --quick stops before that epoch
             start = d / "sft" / "latest.pt"
         if not (d / "reft.done").is_file():
