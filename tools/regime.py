@@ -163,7 +163,9 @@ def table(rows: list[dict], counts: dict) -> str:
 
 
 def figure(root: Path, file: Path) -> Path | None:
-    """Every design under root with results: SFT-best and ReFT per seed (dots) and their means (bars)."""
+    """Every design under root with results. Left: greedy accuracy of SFT-best and ReFT per seed (dots)
+    and their means (bars). Right: the headroom pass@4 - greedy of each (what sampling 4 answers could
+    still find; RL is known to narrow it: Yue et al. 2025)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -173,21 +175,26 @@ def figure(root: Path, file: Path) -> Path | None:
     results = sorted(root.glob("*/results.json"))
     if not results:
         return None
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(results), 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(3.2 + 2.4 * len(results), 3.6))
     names = []
     for i, f in enumerate(results):
         rows = json.loads(f.read_text())["rows"]
         names.append(f.parent.name)
-        for j, (key, color) in enumerate((("sft_best", "tab:blue"), ("reft", "tab:orange"))):
-            ys = [100 * r[key] for r in rows]
+        for j, (key, pass_key, color, label) in enumerate((("sft_best", "sft_pass4", "tab:blue", "SFT at its best epoch"),
+                                                           ("reft", "reft_pass4", "tab:orange", "ReFT"))):
             x = i + (j - 0.5) * 0.35
-            ax.bar(x, statistics.mean(ys), width=0.33, color=color, alpha=0.35,
-                   label=("SFT at its best epoch" if key == "sft_best" else "ReFT") if i == 0 else None)
-            ax.scatter([x] * len(ys), ys, color=color, s=14, zorder=3)
-    ax.set_xticks(range(len(names)), names)
-    ax.set_ylabel("held-out greedy accuracy (%)")
-    ax.set_title("When does ReFT beat SFT? (dots: seeds)")
-    ax.legend(fontsize=8)
+            headroom = [100 * (r[pass_key] - r[key]) for r in rows if r[pass_key] is not None]
+            for ax, ys in ((axes[0], [100 * r[key] for r in rows]), (axes[1], headroom)):
+                if not ys:
+                    continue
+                ax.bar(x, statistics.mean(ys), width=0.33, color=color, alpha=0.35, label=label if i == 0 else None)
+                ax.scatter([x] * len(ys), ys, color=color, s=14, zorder=3)
+    for ax, title, ylabel in ((axes[0], "When does ReFT beat SFT? (dots: seeds)", "held-out greedy accuracy (%)"),
+                              (axes[1], "headroom: pass@4 - greedy", "points")):
+        ax.set_xticks(range(len(names)), names)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     file.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(file, dpi=110)
