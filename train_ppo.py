@@ -45,7 +45,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -58,7 +58,7 @@ from reft_mini.config import (SEED, UserError, above, at_least, below, between, 
 from reft_mini.evaluation import greedy_accuracy, score_completion
 from reft_mini.kernels import token_logprobs
 from reft_mini.metrics import MetricsLog, duration, plot_curves, summary_outputs, truncate_after
-from reft_mini.sampling import generate
+from reft_mini.sampling import Samples, generate
 from reft_mini.tokenizer import TokenizerError, get_tokenizer
 
 # The paper's KL coefficients (beta): stronger for natural language than for programs.
@@ -98,6 +98,10 @@ class Config:
                                         # critic-free grpo (DeepSeekMath), rloo (leave-one-out) or drgrpo (Dr. GRPO),
                                         # whose baseline is the other samples of the same question (no value head).
     group_std: bool = True              # With grpo, divide each group's advantages by its standard deviation.
+    skip_flat_groups: bool = False      # Leave out of the update the questions whose samples all scored the same
+                                        # (all right or all wrong): a group baseline gives them no signal but the KL
+                                        # penalty, and the learner's time goes to the rest (DAPO's dynamic sampling,
+                                        # without its refill). Not the paper's.
     ppo_epochs: int = 1                 # Passes over each rollout batch; one pass fits more iterations into the same
                                         # minutes and scored higher here (the paper: 2).
     minibatch_size: int = 64            # Responses per gradient step.
@@ -307,6 +311,16 @@ def flat_share(scores: torch.Tensor, k: int) -> float:
     return float((by_q.max(1).values == by_q.min(1).values).float().mean())
 
 
+def keep_groups_with_spread(s: Samples, scores: torch.Tensor, k: int) -> tuple[Samples, torch.Tensor]:
+    """The rollout without the questions whose k samples all scored the same; rows stay grouped by
+    question (k consecutive rows each). s: Samples of (questions * k) rows; scores: (questions * k,)."""
+    by_q = scores.view(-1, k)                                                            # (questions, k)
+    rows = (by_q.max(1).values > by_q.min(1).values).repeat_interleave(k)               # (questions * k,)
+    idx = rows.nonzero().squeeze(1)
+    pick = lambda t: None if t is None else t[idx.to(t.device)]                         # noqa: E731
+    return replace(s, **{f.name: pick(getattr(s, f.name)) for f in fields(s)}), scores[idx]
+
+
 def policy_lr(cfg: Config, it: int) -> float:
     """The backbone's learning rate at iteration `it` (counted from 0): 0 while only the value head learns,
     then a linear rise over lr_warmup_iters, then constant, or with --lr_decay a linear fall towards 0
@@ -377,6 +391,8 @@ def main(cfg: Config) -> dict:
     if cfg.questions_per_iter % info.world_size:
         raise UserError(f"--questions_per_iter={cfg.questions_per_iter} must divide by the number of processes "
                         f"({info.world_size})")
+    if cfg.skip_flat_groups and info.enabled:   # ranks would hold different numbers of minibatches
+        raise UserError("--skip_flat_groups works in one process only; run without torchrun or drop the option")
     if cfg.bf16 is None:
         cfg.bf16 = info.device.type == "cuda"
     warm = load_checkpoint(cfg.init)
@@ -501,6 +517,10 @@ def main(cfg: Config) -> dict:
             scores = score_texts([train_problems[q] for q in qs for _ in range(cfg.samples_per_question)], texts, cfg)
             t_score = time.time()
 
+            flat, batch_scores = flat_share(scores, cfg.samples_per_question), scores    # logged: the whole batch
+            if cfg.skip_flat_groups and 0 < flat < 1:         # (all flat: nothing to prefer, keep the batch)
+                s, scores = keep_groups_with_spread(s, scores, cfg.samples_per_question)
+
             # ---------------- 3.+4. EVALUATE the rollout once (no grad), SHAPE rewards, GAE, whitening
             r = evaluate_rollout(policy, reference, s, scores, cfg, info)
             for key, what in (("logp_old", "log-probs"), ("values_old", "values"), ("advantages", "advantages")):
@@ -518,8 +538,8 @@ def main(cfg: Config) -> dict:
             # ---------------- logging
             row = {k: sum(st[k] for st in stats) / len(stats) for k in stats[0]}
             kl_seq = float((r["kl"] * r["rmask"]).sum(1).mean())  # KL to the reference, nats per response
-            row.update(flat=flat_share(scores, cfg.samples_per_question))
-            row.update(iter=it, score=float(scores.mean()), correct=float((scores == 1.0).float().mean()),
+            row.update(flat=flat)
+            row.update(iter=it, score=float(batch_scores.mean()), correct=float((batch_scores == 1.0).float().mean()),
                        kl=kl_seq, response_len=float(r["rmask"].sum(1).float().mean()),
                        ended=float(s.ended.float().mean()), t_sample=t_sample - t_start, t_score=t_score - t_sample,
                        t_learn=t_end - t_score, seconds=train_seconds)

@@ -62,6 +62,21 @@ def test_flat_share_counts_questions_whose_samples_all_scored_the_same():
     assert train_ppo.flat_share(scores, 4) == 0.0                       # [1,1,0,0.1] and [0,0,0.1,0.1] spread
 
 
+def test_skipping_flat_groups_keeps_whole_questions_with_a_spread_in_score():
+    policy = tiny_policy()
+    s = generate(policy, PROMPTS[:3], 6, EOT, generator=torch.Generator().manual_seed(1), samples_per_prompt=2)
+    scores = torch.tensor([1.0, 1.0, 0.1, 1.0, 0.0, 0.0])               # question 2 has a spread, 1 and 3 do not
+    kept, kept_scores = train_ppo.keep_groups_with_spread(s, scores, 2)
+    assert kept_scores.tolist() == pytest.approx([0.1, 1.0])
+    for name in ("prompt", "prompt_mask", "response", "response_mask", "ended", "hidden"):
+        assert torch.equal(getattr(kept, name), getattr(s, name)[2:4]), name
+    # the learner takes the smaller rollout as it is: one question of 2 samples
+    c = cfg(estimator="rloo", samples_per_question=2)
+    r = train_ppo.evaluate_rollout(policy, tiny_policy(1), kept, kept_scores, c, dist.DistInfo())
+    stats = train_ppo.ppo_update(policy, train_ppo.make_optimizer(policy, c), r, c, dist.DistInfo(), it=0)
+    assert len(stats) == 1 and r["advantages"].shape[0] == 2
+
+
 def test_policy_lr_is_zero_in_the_value_warmup_then_ramps_and_with_lr_decay_falls_linearly_to_zero():
     c = cfg(lr=1.0, iters=10, value_warmup_iters=2, lr_warmup_iters=2)
     assert [train_ppo.policy_lr(c, it) for it in range(5)] == [0.0, 0.0, 0.5, 1.0, 1.0]
@@ -194,6 +209,7 @@ def test_train_ppo_runs_end_to_end_and_resumes_exactly(tmp_path):
         return p
 
     ppo("--iters=4", f"--out_dir={tmp_path / 'full'}")
+    ppo("--iters=2", "--estimator=rloo", "--skip_flat_groups=true", f"--out_dir={tmp_path / 'skip'}")
     ppo("--iters=2", f"--out_dir={tmp_path / 'cut'}")
     ppo("--iters=4", "--resume", f"--out_dir={tmp_path / 'cut'}")
 
@@ -201,6 +217,7 @@ def test_train_ppo_runs_end_to_end_and_resumes_exactly(tmp_path):
         return {r["iter"]: r for r in map(json.loads, (tmp_path / d / "metrics.jsonl").read_text().splitlines())
                 if "pg_loss" in r}
     full, cut = rows("full"), rows("cut")
+    assert all(0 <= r["flat"] <= 1 for r in rows("skip").values()) and len(rows("skip")) == 2
     assert sorted(full) == sorted(cut) == [1, 2, 3, 4]
     for i in full:
         for key in ("score", "pg_loss", "vf_loss", "kl"):
