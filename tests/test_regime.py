@@ -75,6 +75,16 @@ def test_the_late_design_starts_reft_from_sfts_best_checkpoint(tmp_path, monkeyp
     assert inits == [f"--init={tmp_path / 'seed1' / 'sft' / 'best.pt'}"]
 
 
+def test_table_lists_every_seed_and_the_mean_with_its_pooled_interval():
+    row = dict(design="worlds12", seed=1, n=1000, sft_best=0.6, reft=0.7, diff=0.1, ci95=[0.07, 0.13], sft_maj4=None,
+               reft_maj4=None, sft_pass4=0.72, reft_pass4=0.79, sft_best_epoch=23)
+    rows = [row, {**row, "seed": 2, "reft": 0.62, "diff": 0.02, "ci95": [-0.01, 0.05]}]
+    text = regime.table(rows, {"train": 1433, "validation": 300}, pooled=(0.06, 0.04, 0.08))
+    assert "| 1 | 60.0 (23) | 70.0 | +10.0 [+7.0, +13.0] | - / - | 72.0 / 79.0 |" in text
+    assert "| 2 | 60.0 (23) | 62.0 | +2.0 [-1.0, +5.0] |" in text
+    assert "| mean | 60.0 | 66.0 | +6.0 [+4.0, +8.0] | | |" in text
+
+
 @pytest.mark.slow
 def test_one_quick_seed_writes_the_table_the_json_and_the_figure_and_passes_ppo_options_on(tmp_path):
     fig = tmp_path / "regime.png"

@@ -40,7 +40,8 @@ for p in (REPO, REPO / "data" / "synthetic", REPO / "tools"):
         sys.path.insert(0, str(p))
 
 import synthetic  # noqa: E402  (the generator, for the designs' splits)
-from reproduce import run  # noqa: E402  (tools/reproduce.py: one command, its log, a one-line failure)
+from reproduce import pooled_interval, run  # noqa: E402  (tools/reproduce.py: a command and its log; the
+#                                                   mean over seeds with its paired interval)
 from reft_mini import data  # noqa: E402
 from reft_mini.checkpoint import load_checkpoint  # noqa: E402
 
@@ -144,7 +145,7 @@ def one_seed(name: str, design: dict, seed: int, out: Path, quick: bool, sizes: 
             "minutes": json.loads((d / "minutes.json").read_text()) if (d / "minutes.json").is_file() else {}}
 
 
-def table(rows: list[dict], counts: dict) -> str:
+def table(rows: list[dict], counts: dict, pooled: tuple[float, float, float] | None = None) -> str:
     pct = lambda x: "-" if x is None else f"{100 * x:.1f}"                          # noqa: E731
     out = [f"Design {rows[0]['design']}: {counts['train']} annotated questions, {counts['validation']} validation, "
            f"{rows[0]['n']} test questions. Greedy accuracy (%), ReFT - SFT-best with its 95% paired interval.", "",
@@ -158,7 +159,8 @@ def table(rows: list[dict], counts: dict) -> str:
     if len(rows) > 1:
         out.append(f"| mean | {pct(statistics.mean(r['sft_best'] for r in rows))} | "
                    f"{pct(statistics.mean(r['reft'] for r in rows))} | "
-                   f"{100 * statistics.mean(r['diff'] for r in rows):+.1f} | | |")
+                   + (f"{100 * pooled[0]:+.1f} [{100 * pooled[1]:+.1f}, {100 * pooled[2]:+.1f}]" if pooled else
+                      f"{100 * statistics.mean(r['diff'] for r in rows):+.1f}") + " | | |")
     return "\n".join(out) + "\n"
 
 
@@ -231,9 +233,11 @@ def main(argv=None) -> int:
         r = rows[-1]
         print(f"seed {seed}: SFT best {100 * r['sft_best']:.1f}%, ReFT {100 * r['reft']:.1f}%, "
               f"ReFT - SFT {100 * r['diff']:+.1f} [{100 * r['ci95'][0]:+.1f}, {100 * r['ci95'][1]:+.1f}]", flush=True)
-    text = table(rows, counts)
+    # the mean over seeds, its interval from resampling the test questions (seed-averaged per question)
+    pooled = pooled_interval(out, seeds) if len(seeds) > 1 else None
+    text = table(rows, counts, pooled)
     (out / "results.md").write_text(text)
-    (out / "results.json").write_text(json.dumps({"design": args.design, "settings": design, "ppo": args.ppo, "counts": counts,
+    (out / "results.json").write_text(json.dumps({"design": args.design, "settings": design, "ppo": args.ppo, "counts": counts, "mean_diff_ci95": pooled,
                                                   "rows": rows}, indent=1) + "\n")
     print(text)
     fig = figure(root, Path(args.figure))
