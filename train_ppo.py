@@ -303,20 +303,24 @@ def evaluate_rollout(policy, reference, s, scores: torch.Tensor, cfg: Config, in
                 h=h, entropy=entropy)
 
 
+def has_spread(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """(questions,) bool: True where a question's k samples did not all get the same score.
+    scores: (questions * k,), the k samples of each question in consecutive rows."""
+    by_q = scores.view(-1, k)                                                            # (questions, k)
+    return by_q.max(1).values > by_q.min(1).values
+
+
 def flat_share(scores: torch.Tensor, k: int) -> float:
     """The share of questions whose k samples all got the same score (all right, or all wrong). Their
     group baseline equals every score, so a critic-free estimator learns nothing from them but the KL
-    penalty; with gae they still teach through the value head. scores: (questions * k,)."""
-    by_q = scores.view(-1, k)                                                            # (questions, k)
-    return float((by_q.max(1).values == by_q.min(1).values).float().mean())
+    penalty; with gae they still teach through the value head."""
+    return 1.0 - float(has_spread(scores, k).float().mean())
 
 
 def keep_groups_with_spread(s: Samples, scores: torch.Tensor, k: int) -> tuple[Samples, torch.Tensor]:
     """The rollout without the questions whose k samples all scored the same; rows stay grouped by
     question (k consecutive rows each). s: Samples of (questions * k) rows; scores: (questions * k,)."""
-    by_q = scores.view(-1, k)                                                            # (questions, k)
-    rows = (by_q.max(1).values > by_q.min(1).values).repeat_interleave(k)               # (questions * k,)
-    idx = rows.nonzero().squeeze(1)
+    idx = has_spread(scores, k).repeat_interleave(k).nonzero().squeeze(1)              # kept rows, (kept,)
     pick = lambda t: None if t is None else t[idx.to(t.device)]                         # noqa: E731
     return replace(s, **{f.name: pick(getattr(s, f.name)) for f in fields(s)}), scores[idx]
 
