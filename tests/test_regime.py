@@ -58,6 +58,28 @@ def test_a_seed_restarts_at_the_stage_it_lost_and_reuses_finished_ones(tmp_path,
     assert calls == ["evaluate.py"]
 
 
+def test_a_stopped_rl_stage_resumes_from_its_latest_checkpoint(tmp_path, monkeypatch):
+    commands = []
+
+    def fake_run(args, log):
+        commands.append(args)
+        if args[0] == "evaluate.py":
+            raise StopIteration
+    monkeypatch.setattr(regime, "run", fake_run)
+    seed_dir = tmp_path / "seed1"
+    (seed_dir / "reft").mkdir(parents=True)
+    (seed_dir / "sft.done").write_text("1\n")
+    with pytest.raises(StopIteration):                  # no RL checkpoint yet: a fresh RL run
+        regime.one_seed("worlds12long", regime.DESIGNS["worlds12long"], 1, tmp_path, False, regime.SIZES["quick"], [])
+    assert commands[0][0] == "train_ppo.py" and "--resume" not in commands[0] and "--iters=500" in commands[0]
+    (seed_dir / "reft.done").unlink()                   # as if that run had been killed after a checkpoint
+    (seed_dir / "reft" / "latest.pt").write_bytes(b"")
+    commands.clear()
+    with pytest.raises(StopIteration):
+        regime.one_seed("worlds12long", regime.DESIGNS["worlds12long"], 1, tmp_path, False, regime.SIZES["quick"], [])
+    assert commands[0][0] == "train_ppo.py" and commands[0][-1] == "--resume"
+
+
 def test_the_late_design_starts_reft_from_sfts_best_checkpoint(tmp_path, monkeypatch):
     inits = []
 
