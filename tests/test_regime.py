@@ -66,18 +66,59 @@ def test_a_stopped_rl_stage_resumes_from_its_latest_checkpoint(tmp_path, monkeyp
         if args[0] == "evaluate.py":
             raise StopIteration
     monkeypatch.setattr(regime, "run", fake_run)
+    design = {**regime.DESIGNS["worlds12long"], "more_sft": []}     # one SFT schedule, already finished
     seed_dir = tmp_path / "seed1"
     (seed_dir / "reft").mkdir(parents=True)
     (seed_dir / "sft.done").write_text("1\n")
     with pytest.raises(StopIteration):                  # no RL checkpoint yet: a fresh RL run
-        regime.one_seed("worlds12long", regime.DESIGNS["worlds12long"], 1, tmp_path, False, regime.SIZES["quick"], [])
+        regime.one_seed("worlds12long", design, 1, tmp_path, False, regime.SIZES["quick"], [])
     assert commands[0][0] == "train_ppo.py" and "--resume" not in commands[0] and "--iters=500" in commands[0]
     (seed_dir / "reft.done").unlink()                   # as if that run had been killed after a checkpoint
     (seed_dir / "reft" / "latest.pt").write_bytes(b"")
     commands.clear()
     with pytest.raises(StopIteration):
-        regime.one_seed("worlds12long", regime.DESIGNS["worlds12long"], 1, tmp_path, False, regime.SIZES["quick"], [])
+        regime.one_seed("worlds12long", design, 1, tmp_path, False, regime.SIZES["quick"], [])
     assert commands[0][0] == "train_ppo.py" and commands[0][-1] == "--resume"
+
+
+def test_sft_at_its_best_is_chosen_over_every_schedule_on_validation_and_a_change_is_evaluated_again(
+        tmp_path, monkeypatch):
+    commands, val_acc, epochs = [], {"sft": 0.60, "sft40": 0.55}, {"sft": 24, "sft40": 40}
+    metrics = {"greedy": 0.5}
+    results = {"checkpoints": [{"label": "sft"}, {"label": "reft"}],
+               "results": {"test": {"sft": {"n": 8, "metrics": metrics}, "reft": {"n": 8, "metrics": metrics}}},
+               "comparisons": {"test": {"reft": {"greedy": {"diff": 0.0, "ci95": [0.0, 0.0]}}}}}
+
+    def fake_run(args, log):
+        commands.append(args)
+        if args[0] == "evaluate.py":
+            out = Path(next(a.split("=", 1)[1] for a in args if a.startswith("--out=")))
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "results.json").write_text(json.dumps(results))
+    monkeypatch.setattr(regime, "run", fake_run)
+    monkeypatch.setattr(regime, "load_checkpoint", lambda f: {"best_acc": val_acc[Path(f).parent.name], "epoch": 7,
+                                                              "config": {"epochs": epochs[Path(f).parent.name]}})
+    d = tmp_path / "seed1"
+    for stage in ("sft", "sft40", "reft"):
+        (d / stage).mkdir(parents=True)
+        (d / stage / "best.pt").write_bytes(b"")
+    (d / "sft40" / "latest.pt").write_bytes(b"")       # the 40-epoch schedule was stopped midway
+    for stage in ("sft", "reft"):
+        (d / f"{stage}.done").write_text("1\n")
+    design = regime.DESIGNS["worlds12long"]
+    assert design["more_sft"] == [40]
+    row = regime.one_seed("worlds12long", design, 1, tmp_path, False, regime.SIZES["quick"], [])
+    # the unfinished schedule trains on (resuming), then the better SFT on validation is evaluated
+    assert commands[0][0] == "train_warmup.py" and "--epochs=40" in commands[0] and commands[0][-1] == "--resume"
+    assert commands[1][0] == "evaluate.py" and commands[1][1] == str(d / "sft" / "best.pt")
+    assert row["sft_schedule"] == 24 and set(row["minutes"]) == {"sft", "sft40", "reft"}
+    commands.clear()
+    regime.one_seed("worlds12long", design, 1, tmp_path, False, regime.SIZES["quick"], [])
+    assert commands == []                               # nothing changed: nothing runs again
+    val_acc["sft40"] = 0.65                             # ... until the longer schedule is better on validation
+    row = regime.one_seed("worlds12long", design, 1, tmp_path, False, regime.SIZES["quick"], [])
+    assert [c[0] for c in commands] == ["evaluate.py"] and commands[0][1] == str(d / "sft40" / "best.pt")
+    assert row["sft_schedule"] == 40
 
 
 def test_the_late_design_starts_reft_from_sfts_best_checkpoint(tmp_path, monkeypatch):

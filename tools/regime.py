@@ -11,7 +11,8 @@ held out) and writes every number:
 
 For each seed, from the shipped base model:
   1. SFT with a long schedule on the design's annotated questions; every epoch is evaluated on a
-     VALIDATION split (never the test questions), and best.pt is SFT at its best epoch;
+     VALIDATION split (never the test questions), and best.pt is SFT at its best epoch; a design may add
+     longer schedules (`more_sft`), and SFT-best is then the best of them all on validation;
   2. ReFT: PPO from an early SFT checkpoint (epoch `reft_from`, the paper's warm-up; "best": from
      SFT at its best epoch, as the official small-model recipe starts RL late), on the same
      questions, its best iteration also chosen on the validation split;
@@ -58,8 +59,9 @@ DESIGNS = {
                      ppo=["--iters=300"]),
     # the same with RL for 500 iterations (about 5.6 passes over the 1,433 questions, 8 samples each): on two
     # of the three seeds validation accuracy was still rising at iteration 300
+    # SFT-best is the better (on validation) of the 24-epoch schedule and a 40-epoch one, the paper's length
     "worlds12long": dict(n_train=None, train_worlds=WORLDS[::2], test_worlds=WORLDS[::2], epochs=24, reft_from=9,
-                         ppo=["--iters=500"]),
+                         ppo=["--iters=500"], more_sft=[40]),
     # the same, ReFT from SFT at its best epoch (chosen on validation): the official small-model recipe
     # starts RL from a late SFT checkpoint
     "worlds12late": dict(n_train=None, train_worlds=WORLDS[::2], test_worlds=WORLDS[::2], epochs=24,
@@ -106,61 +108,95 @@ def make_design_data(design: dict, folder: Path, sizes: dict) -> dict:
     return {"train": len(train), "validation": len(validation), "test": len(test)}
 
 
+def sft_stage(d: Path, name: str, epochs: int, seed: int, source: list[str], sizes: dict, quick: bool) -> None:
+    """One SFT schedule of `epochs` epochs into d/name, skipped once d/name.done exists.
+
+    Each finished stage leaves a marker, so a run stopped midway starts again at the stage it lost (and a
+    variant of ReFT can reuse a copied seedN/sft folder with its sft.done); a schedule stopped within an
+    epoch continues from its checkpoint with train_warmup's --resume."""
+    if (d / f"{name}.done").is_file():
+        return
+    t0 = time.time()
+    resume = ["--resume"] if (d / name / "latest.pt").is_file() else []
+    run(["train_warmup.py", f"--seed={seed}", f"--out_dir={d / name}", *source, "--train_split=train",
+         "--eval_split=validation", f"--eval_questions={sizes['validation']}", f"--epochs={epochs}",
+         "--eval_every=100000", "--progress=false", *(QUICK_SFT if quick else []), *resume], d / f"{name}.log")
+    (d / f"{name}.done").write_text(f"{(time.time() - t0) / 60:.2f}\n")        # minutes
+
+
+def best_or_latest(folder: Path) -> Path:
+    """best.pt: the best validation accuracy so far; a run that never beat 0% (tiny --quick runs) has none."""
+    return folder / ("best.pt" if (folder / "best.pt").is_file() else "latest.pt")
+
+
+def sft_at_its_best(d: Path, schedules: list[str]) -> Path:
+    """SFT at its best over every schedule run: the best.pt with the highest VALIDATION accuracy (the
+    first schedule listed wins a tie). Test questions play no part in the choice."""
+    if len(schedules) == 1:
+        return best_or_latest(d / schedules[0])
+    scored = [(load_checkpoint(best_or_latest(d / name)).get("best_acc", -1.0), best_or_latest(d / name))
+              for name in schedules]
+    return max(scored, key=lambda pair: pair[0])[1]                   # max keeps the first of equal scores
+
+
 def one_seed(name: str, design: dict, seed: int, out: Path, quick: bool, sizes: dict, ppo: list[str]) -> dict:
     d, folder = out / f"seed{seed}", out / "data"
-    done = d / "eval" / "results.json"
+    d.mkdir(parents=True, exist_ok=True)
     source = [f"--data_path={folder}", "--dataset=synthetic", "--cot=program"]
-    if not done.is_file():
-        d.mkdir(parents=True, exist_ok=True)
-        t0 = time.time()
-        # Each finished stage leaves a marker, so a run stopped midway starts again at the stage it lost
-        # (and a variant of ReFT can reuse a copied seedN/sft folder with its sft.done).
-        if not (d / "sft.done").is_file():
-            run(["train_warmup.py", f"--seed={seed}", f"--out_dir={d / 'sft'}", *source, "--train_split=train",
-                 "--eval_split=validation", f"--eval_questions={sizes['validation']}", f"--epochs={design['epochs']}",
-                 "--eval_every=100000", "--progress=false", *(QUICK_SFT if quick else [])], d / "sft.log")
-            (d / "sft.done").write_text(f"{(time.time() - t0) / 60:.2f}\n")      # minutes
+    # 1. SFT: the design's schedule (ReFT starts from one of its epochs), then any longer schedules that
+    #    compete only for "SFT at its best" (the paper's SFT baseline trains 40 epochs).
+    schedules = ["sft"] + [f"sft{epochs}" for epochs in design.get("more_sft", [])]
+    for stage, epochs in zip(schedules, [design["epochs"], *design.get("more_sft", [])]):
+        sft_stage(d, stage, epochs, seed, source, sizes, quick)
+    # 2. ReFT from the design's SFT schedule.
+    start = d / "sft" / ("best.pt" if design["reft_from"] == "best" else f"epoch{design['reft_from']}.pt")
+    if not start.is_file():                                           # --quick stops before that epoch
+        start = d / "sft" / "latest.pt"
+    if not (d / "reft.done").is_file():
         t1 = time.time()
-        start = d / "sft" / ("best.pt" if design["reft_from"] == "best" else f"epoch{design['reft_from']}.pt")
-        if not start.is_file():                                       # --quick stops before that epoch
-            start = d / "sft" / "latest.pt"
-        if not (d / "reft.done").is_file():
-            # An RL stage stopped midway (or copied from a shorter design) continues from its latest.pt
-            # rather than starting over: train_ppo's --resume replays the same question order.
-            resume = ["--resume"] if (d / "reft" / "latest.pt").is_file() else []
-            run(["train_ppo.py", f"--seed={seed}", f"--init={start}", f"--out_dir={d / 'reft'}",
-                 f"--eval_questions={sizes['validation']}", "--progress=false", *design["ppo"],
-                 *ppo, *(QUICK_PPO if quick else []), *resume], d / "reft.log")
-            (d / "reft.done").write_text(f"{(time.time() - t1) / 60:.2f}\n")
-        # best.pt: the best validation accuracy so far; a run that never beat 0% (tiny --quick runs) has none
-        best = [d / run_name / ("best.pt" if (d / run_name / "best.pt").is_file() else "latest.pt")
-                for run_name in ("sft", "reft")]
-        run(["evaluate.py", str(best[0]), str(best[1]), *source[:2], "--splits=test",
+        # An RL stage stopped midway (or copied from a shorter design) continues from its latest.pt
+        # rather than starting over: train_ppo's --resume replays the same question order.
+        resume = ["--resume"] if (d / "reft" / "latest.pt").is_file() else []
+        run(["train_ppo.py", f"--seed={seed}", f"--init={start}", f"--out_dir={d / 'reft'}",
+             f"--eval_questions={sizes['validation']}", "--progress=false", *design["ppo"],
+             *ppo, *(QUICK_PPO if quick else []), *resume], d / "reft.log")
+        (d / "reft.done").write_text(f"{(time.time() - t1) / 60:.2f}\n")
+    # 3. Both on the test questions; evaluated again when a longer SFT schedule has become SFT's best.
+    sft_best, reft_best = sft_at_its_best(d, schedules), best_or_latest(d / "reft")
+    done, used = d / "eval" / "results.json", d / "eval" / "sft_checkpoint.txt"
+    used_before = used.read_text().strip() if used.is_file() else str(best_or_latest(d / "sft"))
+    if not done.is_file() or used_before != str(sft_best):
+        run(["evaluate.py", str(sft_best), str(reft_best), *source[:2], "--splits=test",
              f"--limit={sizes['test']}", "--k=4", f"--out={d / 'eval'}", "--progress=false"], d / "eval.log")
-        minutes = {stage: float((d / f"{stage}.done").read_text()) for stage in ("sft", "reft")}
-        (d / "minutes.json").write_text(json.dumps(minutes) + "\n")
+        used.write_text(f"{sft_best}\n")
+    minutes = {stage: float((d / f"{stage}.done").read_text()) for stage in (*schedules, "reft")}
+    (d / "minutes.json").write_text(json.dumps(minutes) + "\n")
     res = json.loads(done.read_text())
     sft, reft = (c["label"] for c in res["checkpoints"])
     m_sft, m_reft = res["results"]["test"][sft]["metrics"], res["results"]["test"][reft]["metrics"]
     cmp_ = res["comparisons"]["test"][reft]["greedy"]
-    sft_best = d / "sft" / ("best.pt" if (d / "sft" / "best.pt").is_file() else "latest.pt")
-    best_epoch = load_checkpoint(sft_best).get("epoch")               # SFT's best epoch on validation
+    ck = load_checkpoint(sft_best)                                    # SFT's best epoch on validation
     return {"design": name, "seed": seed, "n": res["results"]["test"][sft]["n"],
             "sft_best": m_sft["greedy"], "reft": m_reft["greedy"], "diff": cmp_["diff"], "ci95": cmp_["ci95"],
             "sft_maj4": m_sft.get("maj@4"), "reft_maj4": m_reft.get("maj@4"),
-            "sft_pass4": m_sft.get("pass@4"), "reft_pass4": m_reft.get("pass@4"), "sft_best_epoch": best_epoch,
-            "minutes": json.loads((d / "minutes.json").read_text()) if (d / "minutes.json").is_file() else {}}
+            "sft_pass4": m_sft.get("pass@4"), "reft_pass4": m_reft.get("pass@4"), "sft_best_epoch": ck.get("epoch"),
+            "sft_schedule": ck["config"]["epochs"], "minutes": minutes}
+
+
+def epochs_of(row: dict) -> str:
+    """' of 24' after SFT's best epoch (rows written before schedules were recorded have none)."""
+    return f" of {row['sft_schedule']}" if row.get("sft_schedule") else ""
 
 
 def table(rows: list[dict], counts: dict, pooled: tuple[float, float, float] | None = None) -> str:
     pct = lambda x: "-" if x is None else f"{100 * x:.1f}"                          # noqa: E731
     out = [f"Design {rows[0]['design']}: {counts['train']} annotated questions, {counts['validation']} validation, "
            f"{rows[0]['n']} test questions. Greedy accuracy (%), ReFT - SFT-best with its 95% paired interval.", "",
-           "| seed | SFT best (epoch) | ReFT | ReFT - SFT (95% CI) | maj@4 SFT / ReFT | pass@4 SFT / ReFT |",
+           "| seed | SFT best (epoch of schedule) | ReFT | ReFT - SFT (95% CI) | maj@4 SFT / ReFT | pass@4 SFT / ReFT |",
            "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         lo, hi = r["ci95"]
-        out.append(f"| {r['seed']} | {pct(r['sft_best'])} ({r['sft_best_epoch']}) | {pct(r['reft'])} | {100 * r['diff']:+.1f} "
+        out.append(f"| {r['seed']} | {pct(r['sft_best'])} ({r['sft_best_epoch']}{epochs_of(r)}) | {pct(r['reft'])} | {100 * r['diff']:+.1f} "
                    f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {pct(r['sft_maj4'])} / {pct(r['reft_maj4'])} | "
                    f"{pct(r['sft_pass4'])} / {pct(r['reft_pass4'])} |")
     if len(rows) > 1:
