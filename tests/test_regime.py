@@ -149,6 +149,19 @@ def test_table_lists_every_seed_and_the_mean_with_its_pooled_interval():
 
 
 @pytest.mark.slow
+def test_summary_gives_each_design_one_line_with_its_pooled_or_single_seed_interval(tmp_path):
+    row = dict(seed=1, sft_best=0.60, reft=0.70, diff=0.10, ci95=[0.07, 0.13])
+    for design, rows, pooled in (("one", [row], None),
+                                 ("three", [row, {**row, "seed": 2, "reft": 0.64, "diff": 0.04},
+                                            {**row, "seed": 3, "reft": 0.61, "diff": 0.01}], [0.05, 0.03, 0.07])):
+        (tmp_path / design).mkdir()
+        (tmp_path / design / "results.json").write_text(json.dumps({"design": design, "rows": rows,
+                                                                     "mean_diff_ci95": pooled}))
+    lines = regime.summary(tmp_path).splitlines()
+    assert lines[2] == "| one | 1 | 60.0 | 70.0 | +10.0 [+7.0, +13.0] |"
+    assert lines[3] == "| three | 1, 2, 3 | 60.0 | 65.0 | +5.0 [+3.0, +7.0] |"
+
+
 def test_one_quick_seed_writes_the_table_the_json_and_the_figure_and_passes_ppo_options_on(tmp_path):
     fig = tmp_path / "regime.png"
     cmd = [sys.executable, "tools/regime.py", "--design=data300", "--seeds=1", "--quick", f"--out={tmp_path / 'r'}",
@@ -160,6 +173,7 @@ def test_one_quick_seed_writes_the_table_the_json_and_the_figure_and_passes_ppo_
     assert row["n"] == 8 and 0 <= row["sft_best"] <= 1 and 0 <= row["reft"] <= 1
     assert row["ci95"][0] <= row["diff"] <= row["ci95"][1]
     assert "| 1 |" in (tmp_path / "r" / "data300" / "results.md").read_text()
+    assert (tmp_path / "r" / "summary.md").read_text().splitlines()[2].startswith("| data300 | 1 |")
     assert fig.is_file() and fig.stat().st_size > 1000
     reft = torch.load(tmp_path / "r" / "data300" / "seed1" / "reft" / "latest.pt", weights_only=False)
     assert reft["config"]["estimator"] == "rloo" and result["ppo"] == "--estimator=rloo"

@@ -18,8 +18,9 @@ For each seed, from the shipped base model:
      questions, its best iteration also chosen on the validation split;
   3. both best checkpoints on the same >= 1000 held-out TEST questions with evaluate.py (greedy, the
      paired difference with its 95% bootstrap interval), plus maj@k and pass@k.
-It writes runs/regime/DESIGN/results.md and results.json, and the figure data/figures/regime.png
-(every design run so far: SFT-best and ReFT per seed as dots, means as bars).
+It writes runs/regime/DESIGN/results.md and results.json, and over every design run so far
+runs/regime/summary.md (one line each) and the figure data/figures/regime.png (SFT-best and ReFT per seed
+as dots, means as bars).
 
 The designs' data are new splits of the synthetic generator (data/synthetic/synthetic.py), written to
 runs/regime/DESIGN/data/ as train/validation/test.jsonl: test and validation questions come from the
@@ -207,6 +208,22 @@ def table(rows: list[dict], counts: dict, pooled: tuple[float, float, float] | N
     return "\n".join(out) + "\n"
 
 
+def summary(root: Path) -> str:
+    """One line per design under root with results: its seeds, the mean greedy accuracy of SFT-best and
+    ReFT, and the mean difference with its interval (the pooled one over seeds; a single seed's own)."""
+    out = ["| design | seeds | SFT at its best | ReFT | ReFT - SFT-best (95% CI) |", "|---|---|---:|---:|---:|"]
+    for f in sorted(root.glob("*/results.json")):
+        res = json.loads(f.read_text())
+        rows = res["rows"]
+        pooled = res.get("mean_diff_ci95") if len(rows) > 1 else (rows[0]["diff"], *rows[0]["ci95"])
+        diff = f"{100 * pooled[0]:+.1f} [{100 * pooled[1]:+.1f}, {100 * pooled[2]:+.1f}]" if pooled else \
+            f"{100 * statistics.mean(r['diff'] for r in rows):+.1f}"
+        out.append(f"| {res['design']} | {', '.join(str(r['seed']) for r in rows)} | "
+                   f"{100 * statistics.mean(r['sft_best'] for r in rows):.1f} | "
+                   f"{100 * statistics.mean(r['reft'] for r in rows):.1f} | {diff} |")
+    return "\n".join(out) + "\n"
+
+
 def figure(root: Path, file: Path) -> Path | None:
     """Every design under root with results. Left: greedy accuracy of SFT-best and ReFT per seed (dots)
     and their means (bars). Right: the headroom pass@4 - greedy of each (what sampling 4 answers could
@@ -283,8 +300,9 @@ def main(argv=None) -> int:
     (out / "results.json").write_text(json.dumps({"design": args.design, "settings": design, "ppo": args.ppo, "counts": counts, "mean_diff_ci95": pooled,
                                                   "rows": rows}, indent=1) + "\n")
     print(text)
+    (root / "summary.md").write_text(summary(root))                  # every design run so far, one line each
     fig = figure(root, Path(args.figure))
-    print(f"wrote {out / 'results.md'}, {out / 'results.json'}" + (f" and {fig}" if fig else ""))
+    print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {root / 'summary.md'}" + (f" and {fig}" if fig else ""))
     return 0
 
 
