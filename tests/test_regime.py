@@ -148,7 +148,6 @@ def test_table_lists_every_seed_and_the_mean_with_its_pooled_interval():
     assert "| mean | 60.0 | 66.0 | +6.0 [+4.0, +8.0] | | |" in text
 
 
-@pytest.mark.slow
 def test_summary_gives_each_design_one_line_with_its_pooled_or_single_seed_interval(tmp_path):
     row = dict(seed=1, sft_best=0.60, reft=0.70, diff=0.10, ci95=[0.07, 0.13])
     for design, rows, pooled in (("one", [row], None),
@@ -162,6 +161,7 @@ def test_summary_gives_each_design_one_line_with_its_pooled_or_single_seed_inter
     assert lines[3] == "| three | 1, 2, 3 | 60.0 | 65.0 | +5.0 [+3.0, +7.0] |"
 
 
+@pytest.mark.slow
 def test_one_quick_seed_writes_the_table_the_json_and_the_figure_and_passes_ppo_options_on(tmp_path):
     fig = tmp_path / "regime.png"
     cmd = [sys.executable, "tools/regime.py", "--design=data300", "--seeds=1", "--quick", f"--out={tmp_path / 'r'}",
