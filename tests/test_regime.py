@@ -1,5 +1,5 @@
 """tools/regime.py: the ReFT-vs-SFT regime study -- its designs' data are honest splits, and one command
-runs SFT (best epoch on validation), ReFT and the paired test evaluation, then writes table and figure."""
+runs SFT (best epoch on validation), ReFT and the paired test evaluation, then writes table, summary and figure."""
 import json
 import subprocess
 import sys

@@ -6,6 +6,7 @@ held out) and writes every number:
 
     python tools/regime.py --design=worlds12 --seeds=1          # screen one design with one seed
     python tools/regime.py --design=worlds12 --seeds=1,2,3      # then three (a finished seed is reused)
+    python tools/regime.py --design=worlds12long --seeds=1,2,3  # README's table: RL 500 iterations, SFT 24 + 40 epochs
     python tools/regime.py --design=data300 --quick             # smoke-sized: the plumbing in a minute
     python tools/regime.py --design=worlds12 --ppo="--estimator=drgrpo" --out=runs/regime_drgrpo  # RL variant
 
@@ -189,6 +190,19 @@ def epochs_of(row: dict) -> str:
     return f" of {row['sft_schedule']}" if row.get("sft_schedule") else ""
 
 
+def points(diff: float, lo: float, hi: float) -> str:
+    """A difference with its interval, in points: 0.1, 0.07, 0.13 -> '+10.0 [+7.0, +13.0]'."""
+    return f"{100 * diff:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def mean_difference(rows: list[dict], pooled) -> str:
+    """The difference over the seeds: one seed's own interval, else the pooled one (its mean alone when a
+    results.json from before pooled intervals has none)."""
+    if len(rows) == 1:
+        return points(rows[0]["diff"], *rows[0]["ci95"])
+    return points(*pooled) if pooled else f"{100 * statistics.mean(r['diff'] for r in rows):+.1f}"
+
+
 def table(rows: list[dict], counts: dict, pooled: tuple[float, float, float] | None = None) -> str:
     pct = lambda x: "-" if x is None else f"{100 * x:.1f}"                          # noqa: E731
     out = [f"Design {rows[0]['design']}: {counts['train']} annotated questions, {counts['validation']} validation, "
@@ -196,15 +210,12 @@ def table(rows: list[dict], counts: dict, pooled: tuple[float, float, float] | N
            "| seed | SFT best (epoch of schedule) | ReFT | ReFT - SFT (95% CI) | maj@4 SFT / ReFT | pass@4 SFT / ReFT |",
            "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lo, hi = r["ci95"]
-        out.append(f"| {r['seed']} | {pct(r['sft_best'])} ({r['sft_best_epoch']}{epochs_of(r)}) | {pct(r['reft'])} | {100 * r['diff']:+.1f} "
-                   f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {pct(r['sft_maj4'])} / {pct(r['reft_maj4'])} | "
+        out.append(f"| {r['seed']} | {pct(r['sft_best'])} ({r['sft_best_epoch']}{epochs_of(r)}) | {pct(r['reft'])} | "
+                   f"{points(r['diff'], *r['ci95'])} | {pct(r['sft_maj4'])} / {pct(r['reft_maj4'])} | "
                    f"{pct(r['sft_pass4'])} / {pct(r['reft_pass4'])} |")
     if len(rows) > 1:
         out.append(f"| mean | {pct(statistics.mean(r['sft_best'] for r in rows))} | "
-                   f"{pct(statistics.mean(r['reft'] for r in rows))} | "
-                   + (f"{100 * pooled[0]:+.1f} [{100 * pooled[1]:+.1f}, {100 * pooled[2]:+.1f}]" if pooled else
-                      f"{100 * statistics.mean(r['diff'] for r in rows):+.1f}") + " | | |")
+                   f"{pct(statistics.mean(r['reft'] for r in rows))} | {mean_difference(rows, pooled)} | | |")
     return "\n".join(out) + "\n"
 
 
@@ -215,12 +226,10 @@ def summary(root: Path) -> str:
     for f in sorted(root.glob("*/results.json")):
         res = json.loads(f.read_text())
         rows = res["rows"]
-        pooled = res.get("mean_diff_ci95") if len(rows) > 1 else (rows[0]["diff"], *rows[0]["ci95"])
-        diff = f"{100 * pooled[0]:+.1f} [{100 * pooled[1]:+.1f}, {100 * pooled[2]:+.1f}]" if pooled else \
-            f"{100 * statistics.mean(r['diff'] for r in rows):+.1f}"
         out.append(f"| {res['design']} | {', '.join(str(r['seed']) for r in rows)} | "
                    f"{100 * statistics.mean(r['sft_best'] for r in rows):.1f} | "
-                   f"{100 * statistics.mean(r['reft'] for r in rows):.1f} | {diff} |")
+                   f"{100 * statistics.mean(r['reft'] for r in rows):.1f} | "
+                   f"{mean_difference(rows, res.get('mean_diff_ci95'))} |")
     return "\n".join(out) + "\n"
 
 
@@ -292,7 +301,7 @@ def main(argv=None) -> int:
         rows.append(one_seed(args.design, design, seed, out, args.quick, sizes, args.ppo.split()))
         r = rows[-1]
         print(f"seed {seed}: SFT best {100 * r['sft_best']:.1f}%, ReFT {100 * r['reft']:.1f}%, "
-              f"ReFT - SFT {100 * r['diff']:+.1f} [{100 * r['ci95'][0]:+.1f}, {100 * r['ci95'][1]:+.1f}]", flush=True)
+              f"ReFT - SFT {points(r['diff'], *r['ci95'])}", flush=True)
     # the mean over seeds, its interval from resampling the test questions (seed-averaged per question)
     pooled = pooled_interval(out, seeds) if len(seeds) > 1 else None
     text = table(rows, counts, pooled)
