@@ -30,6 +30,77 @@ def test_worlds_design_keeps_its_worlds_and_test_validation_and_training_questio
     assert not questions[0] & questions[1] and not questions[0] & questions[2] and not questions[1] & questions[2]
 
 
+def test_chains_design_annotates_short_chains_and_holds_out_longer_ones(tmp_path):
+    design = regime.DESIGNS["chains"]
+    regime.make_design_data(design, tmp_path, dict(test=30, validation=10))
+    train, val, test = (regime.data.load_problems("synthetic", n, path=tmp_path) for n in ("train", "validation", "test"))
+    assert {regime.steps_of(p) for p in train} == {2, 3} and len(train) > 1500   # train has 2-4 steps: 4 left out
+    assert {regime.steps_of(p) for p in val + test} <= {4, 5} and len(test) == 30 and len(val) == 10
+    assert not {p.question for p in train} & {p.question for p in val + test}
+
+
+def test_steps_of_counts_the_lines_of_the_chain_of_thought_before_the_answer():
+    problem = regime.data.Problem("x", "q?", "6", "a 1+2=3.\nb 3*2=6.\n#### 6\n", None, None, "test")
+    assert regime.steps_of(problem) == 2
+
+
+def _edge_fixture(tmp_path, correct):
+    """A design folder with 4 annotated questions and a fake evaluate.py whose k=4 samples on them got
+    `correct` right; returns (the calls made, the folder)."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rows = [{"id": f"q{i}", "question": f"question {i}?", "answer": 1} for i in range(4)]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "validation.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    calls = []
+
+    def fake_run(args, log):
+        calls.append(args)
+        if args[0] == "evaluate.py" and "--splits=train" in args:
+            out = Path(next(a.split("=", 1)[1] for a in args if a.startswith("--out=")))
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "per_problem.jsonl").write_text("".join(
+                json.dumps({"id": f"q{i}", "samples_correct": c, "samples": 4}) + "\n" for i, c in enumerate(correct)))
+        elif args[0] == "evaluate.py":
+            raise StopIteration                         # the test evaluation is not needed here
+    return calls, folder, fake_run
+
+
+def test_edge_design_lets_rl_practise_only_questions_its_start_sometimes_gets_right(tmp_path, monkeypatch):
+    calls, folder, fake_run = _edge_fixture(tmp_path, correct=[0, 2, 4, 1])
+    monkeypatch.setattr(regime, "run", fake_run)
+    design = {**regime.DESIGNS["worlds12edge"], "more_sft": []}
+    d = tmp_path / "seed1"
+    (d / "sft").mkdir(parents=True)
+    (d / "sft.done").write_text("1\n")
+    with pytest.raises(StopIteration):
+        regime.one_seed("worlds12edge", design, 1, tmp_path, False, regime.SIZES["quick"], [])
+    measure, rl = calls[0], calls[1]
+    assert measure[0] == "evaluate.py" and "--k=4" in measure and measure[1] == str(d / "sft" / "latest.pt")
+    kept = [json.loads(line)["id"] for line in (d / "edge" / "data" / "train.jsonl").read_text().splitlines()]
+    assert kept == ["q1", "q3"]                        # 0 of 4 and 4 of 4 right are left out
+    assert (d / "edge" / "data" / "validation.jsonl").read_text() == (folder / "validation.jsonl").read_text()
+    assert rl[0] == "train_ppo.py" and f"--data_path={d / 'edge' / 'data'}" in rl
+    assert json.loads((d / "edge" / "data" / "counts.json").read_text()) == {
+        "measured": 4, "kept": 2, "all_right": 1, "all_wrong": 1}
+    calls.clear()
+    with pytest.raises(StopIteration):                  # measured once: a rerun goes straight to the test
+        regime.one_seed("worlds12edge", design, 1, tmp_path, False, regime.SIZES["quick"], [])
+    assert [c[0] for c in calls] == ["evaluate.py"] and "--splits=test" in calls[0]
+
+
+def test_edge_design_stops_with_a_message_when_no_question_is_at_the_edge(tmp_path, monkeypatch):
+    calls, folder, fake_run = _edge_fixture(tmp_path, correct=[0, 4, 0, 0])
+    monkeypatch.setattr(regime, "run", fake_run)
+    d = tmp_path / "seed1"
+    (d / "sft").mkdir(parents=True)
+    (d / "sft.done").write_text("1\n")
+    design = {**regime.DESIGNS["worlds12edge"], "more_sft": []}
+    with pytest.raises(SystemExit, match="no training question is at the edge of competence"):
+        regime.one_seed("worlds12edge", design, 1, tmp_path, False, regime.SIZES["quick"], [])
+    assert [c[0] for c in calls] == ["evaluate.py"]    # RL never started
+
+
 def test_data_design_takes_the_first_n_annotated_questions():
     design = regime.DESIGNS["data300"]
     assert design["n_train"] == 300 and design["train_worlds"] is None and design["reft_from"] < design["epochs"]

@@ -7,6 +7,8 @@ held out) and writes every number:
     python tools/regime.py --design=worlds12 --seeds=1          # screen one design with one seed
     python tools/regime.py --design=worlds12 --seeds=1,2,3      # then three (a finished seed is reused)
     python tools/regime.py --design=worlds12long --seeds=1,2,3  # README's table: RL 500 iterations, SFT 24 + 40 epochs
+    python tools/regime.py --design=chains --seeds=1            # train on 2-3-step questions, test on 4-5 steps
+    python tools/regime.py --design=worlds12edge --seeds=1      # RL only on questions at the edge of competence
     python tools/regime.py --design=data300 --quick             # smoke-sized: the plumbing in a minute
     python tools/regime.py --design=worlds12 --ppo="--estimator=drgrpo" --out=runs/regime_drgrpo  # RL variant
 
@@ -71,6 +73,16 @@ DESIGNS = {
     # unseen worlds: annotated questions from 12 worlds, held-out questions from the other 12
     "unseen12": dict(n_train=None, train_worlds=WORLDS[::2], test_worlds=WORLDS[1::2], epochs=24, reft_from=2,
                      ppo=["--iters=200"]),
+    # longer chains than annotated: the annotated questions of 2-3 steps, held-out questions of 4-5 steps
+    # (all worlds); RL may find longer programs that SFT never saw (Chu et al. 2025: RL generalises to
+    # out-of-distribution variants, SFT memorises)
+    "chains": dict(n_train=None, train_worlds=None, test_worlds=None, train_steps=(2, 3), test_steps=(4, 5),
+                   epochs=20, reft_from=3, ppo=["--iters=300"]),
+    # edge of competence: worlds12long, but ReFT practises only the questions whose pass rate at its start
+    # (4 samples each, temperature 1) is strictly between 0 and 1, where a sampled contrast exists
+    # (Zhang, Neubig, Yue 2025, arXiv 2512.07783)
+    "worlds12edge": dict(n_train=None, train_worlds=WORLDS[::2], test_worlds=WORLDS[::2], epochs=24, reft_from=9,
+                         ppo=["--iters=500"], more_sft=[40], edge_samples=4),
 }
 SIZES = {"full": dict(test=1000, validation=300),
          "quick": dict(test=8, validation=4)}
@@ -84,19 +96,29 @@ def world_of(problem) -> str:
     return problem.id.split("-", 3)[3].replace("_", " ")
 
 
+def steps_of(problem) -> int:
+    """Arithmetic steps of a synthetic problem: its N-CoT has one line per step, then '#### answer'."""
+    return len(problem.cot_nl.strip().splitlines()) - 1
+
+
 def make_design_data(design: dict, folder: Path, sizes: dict) -> dict:
     """train/validation/test.jsonl for a design; returns how many questions each holds."""
     train = data.load_problems("synthetic", "train")                  # the annotated questions
     if design["train_worlds"] is not None:
         train = [p for p in train if world_of(p) in design["train_worlds"]]
+    if "train_steps" in design:
+        lo, hi = design["train_steps"]
+        train = [p for p in train if lo <= steps_of(p) <= hi]
     if design["n_train"] is not None:
         train = train[:design["n_train"]]
     # Held-out questions: fresh draws from the generator's test pool (its own seed, not the test split's),
-    # of the design's worlds; the first ones are the test set, the next distinct ones the validation set.
+    # of the design's worlds (and chain lengths); the first ones are the test set, the next distinct ones
+    # the validation set.
     keep = design["test_worlds"]
+    steps = dict(zip(("min_steps", "max_steps"), design["test_steps"])) if "test_steps" in design else {}
     pool, seen, n_want = [], set(), sizes["test"] + sizes["validation"]
     for draw in range(1, 20):
-        for p in synthetic.make_split("test", n=4000, seed=90_000 + draw):
+        for p in synthetic.make_split("test", n=4000, seed=90_000 + draw, **steps):
             if (keep is None or world_of(p) in keep) and p.question not in seen:
                 seen.add(p.question)
                 pool.append(p)
@@ -141,6 +163,35 @@ def sft_at_its_best(d: Path, schedules: list[str]) -> Path:
     return max(scored, key=lambda pair: pair[0])[1]                   # max keeps the first of equal scores
 
 
+def edge_of_competence(d: Path, start: Path, folder: Path, k: int, quick: bool) -> dict:
+    """RL's practice set in an edge-of-competence design: the annotated training questions whose pass
+    rate at RL's start, over k samples at temperature 1 (evaluate.py's sampled metrics), is strictly
+    between 0 and 1. A question whose samples are all right or all wrong gives a comparison nothing to
+    compare (Zhang, Neubig, Yue 2025: RL pays at the edge of competence). Writes d/edge/data/ (train.jsonl:
+    the kept questions; validation.jsonl: the design's) once; returns how many were measured and kept."""
+    edge, chosen = d / "edge", d / "edge" / "data"
+    if not (chosen / "counts.json").is_file():
+        run(["evaluate.py", str(start), f"--data_path={folder}", "--dataset=synthetic", "--splits=train",
+             f"--k={k}", f"--out={edge}", "--progress=false", *(["--limit=8"] if quick else [])], d / "edge.log")
+        rows = [json.loads(line) for line in (edge / "per_problem.jsonl").read_text().splitlines()]
+        keep = {r["id"] for r in rows if 0 < r["samples_correct"] < r["samples"]}
+        if not keep and quick:                      # a smoke run's start is untrained: the plumbing is the point
+            keep = {r["id"] for r in rows}
+        if not keep:
+            raise SystemExit(f"{edge / 'per_problem.jsonl'}: no training question is at the edge of competence "
+                             f"(every one had all {k} samples right or all wrong); start RL from another epoch")
+        lines = [line for line in (folder / "train.jsonl").read_text().splitlines() if json.loads(line)["id"] in keep]
+        chosen.mkdir(parents=True, exist_ok=True)
+        (chosen / "train.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        (chosen / "validation.jsonl").write_text((folder / "validation.jsonl").read_text(encoding="utf-8"),
+                                                 encoding="utf-8")
+        counts = {"measured": len(rows), "kept": len(lines),
+                  "all_right": sum(r["samples_correct"] == r["samples"] for r in rows),
+                  "all_wrong": sum(r["samples_correct"] == 0 for r in rows)}
+        (chosen / "counts.json").write_text(json.dumps(counts) + "\n")  # last: its presence means done
+    return json.loads((chosen / "counts.json").read_text())
+
+
 def one_seed(name: str, design: dict, seed: int, out: Path, quick: bool, sizes: dict, ppo: list[str]) -> dict:
     d, folder = out / f"seed{seed}", out / "data"
     d.mkdir(parents=True, exist_ok=True)
@@ -154,13 +205,17 @@ def one_seed(name: str, design: dict, seed: int, out: Path, quick: bool, sizes: 
     start = d / "sft" / ("best.pt" if design["reft_from"] == "best" else f"epoch{design['reft_from']}.pt")
     if not start.is_file():                                           # --quick stops before that epoch
         start = d / "sft" / "latest.pt"
+    edge, practice = None, []
+    if "edge_samples" in design:                                      # RL practises only the edge questions
+        edge = edge_of_competence(d, start, folder, design["edge_samples"], quick)
+        practice = [f"--data_path={d / 'edge' / 'data'}"]
     if not (d / "reft.done").is_file():
         t1 = time.time()
         # An RL stage stopped midway (or copied from a shorter design) continues from its latest.pt
         # rather than starting over: train_ppo's --resume replays the same question order.
         resume = ["--resume"] if (d / "reft" / "latest.pt").is_file() else []
         run(["train_ppo.py", f"--seed={seed}", f"--init={start}", f"--out_dir={d / 'reft'}",
-             f"--eval_questions={sizes['validation']}", "--progress=false", *design["ppo"],
+             f"--eval_questions={sizes['validation']}", "--progress=false", *practice, *design["ppo"],
              *ppo, *(QUICK_PPO if quick else []), *resume], d / "reft.log")
         (d / "reft.done").write_text(f"{(time.time() - t1) / 60:.2f}\n")
     # 3. Both on the test questions; evaluated again when a longer SFT schedule has become SFT's best.
@@ -182,7 +237,7 @@ def one_seed(name: str, design: dict, seed: int, out: Path, quick: bool, sizes: 
             "sft_best": m_sft["greedy"], "reft": m_reft["greedy"], "diff": cmp_["diff"], "ci95": cmp_["ci95"],
             "sft_maj4": m_sft.get("maj@4"), "reft_maj4": m_reft.get("maj@4"),
             "sft_pass4": m_sft.get("pass@4"), "reft_pass4": m_reft.get("pass@4"), "sft_best_epoch": ck.get("epoch"),
-            "sft_schedule": ck["config"]["epochs"], "minutes": minutes}
+            "sft_schedule": ck["config"]["epochs"], "minutes": minutes, **({"edge": edge} if edge else {})}
 
 
 def epochs_of(row: dict) -> str:
