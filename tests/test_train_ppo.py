@@ -77,11 +77,11 @@ def test_skipping_flat_groups_keeps_whole_questions_with_a_spread_in_score():
     assert len(stats) == 1 and r["advantages"].shape[0] == 2
 
 
-def test_policy_lr_is_zero_in_the_value_warmup_then_ramps_and_with_lr_decay_falls_linearly_to_zero():
-    c = cfg(lr=1.0, iters=10, value_warmup_iters=2, lr_warmup_iters=2)
+def test_policy_lr_is_zero_in_the_value_warmup_then_ramps_then_falls_linearly_to_zero_or_stays_constant():
+    c = cfg(lr=1.0, iters=10, value_warmup_iters=2, lr_warmup_iters=2, lr_decay=False)
     assert [train_ppo.policy_lr(c, it) for it in range(5)] == [0.0, 0.0, 0.5, 1.0, 1.0]
-    assert train_ppo.policy_lr(c, 9) == 1.0                                    # constant by default (the paper's)
-    d = cfg(lr=1.0, iters=10, value_warmup_iters=2, lr_warmup_iters=2, lr_decay=True)
+    assert train_ppo.policy_lr(c, 9) == 1.0                                    # constant: the paper's
+    d = cfg(lr=1.0, iters=10, value_warmup_iters=2, lr_warmup_iters=2)         # the default decays
     # after the warm-up (it = 2..9, 8 iterations) the factor falls 1, 7/8, ..., 1/8; times the ramp
     assert [train_ppo.policy_lr(d, it) for it in (0, 1, 2, 3, 9)] == pytest.approx([0, 0, 0.5, 7 / 8, 1 / 8])
     # critic-free estimators have no value warm-up: the ramp starts at iteration 0

@@ -84,6 +84,10 @@ DESIGNS = {
     "worlds12edge": dict(n_train=None, train_worlds=WORLDS[::2], test_worlds=WORLDS[::2], epochs=24, reft_from=9,
                          ppo=["--iters=500"], more_sft=[40], edge_samples=4),
 }
+# ReFT's learning rate in the study: constant after its warm-up ramp (the paper's), as in every seed measured
+# so far; train_ppo.py's default has since become a linear decay (the 5-minute demo's choice), and a study's
+# seeds must not mix the two. `--ppo="--lr_decay=true"` runs the study with the decay.
+RL_SCHEDULE = ["--lr_decay=false"]
 SIZES = {"full": dict(test=1000, validation=300),
          "quick": dict(test=8, validation=4)}
 QUICK_SFT = ["--max_steps=4", "--batch_size=8", "--eval_every=2", "--eval_questions=4", "--max_new_tokens=16"]
@@ -215,7 +219,7 @@ def one_seed(name: str, design: dict, seed: int, out: Path, quick: bool, sizes: 
         # rather than starting over: train_ppo's --resume replays the same question order.
         resume = ["--resume"] if (d / "reft" / "latest.pt").is_file() else []
         run(["train_ppo.py", f"--seed={seed}", f"--init={start}", f"--out_dir={d / 'reft'}",
-             f"--eval_questions={sizes['validation']}", "--progress=false", *practice, *design["ppo"],
+             f"--eval_questions={sizes['validation']}", "--progress=false", *practice, *RL_SCHEDULE, *design["ppo"],
              *ppo, *(QUICK_PPO if quick else []), *resume], d / "reft.log")
         (d / "reft.done").write_text(f"{(time.time() - t1) / 60:.2f}\n")
     # 3. Both on the test questions; evaluated again when a longer SFT schedule has become SFT's best.
