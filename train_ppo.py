@@ -14,7 +14,8 @@ answer is right. One iteration, as this file does it from top to bottom:
                token; GAE (gamma 1, lambda 1.0; the paper 0.95) -> advantages and returns; whiten
                                                                                     [reft_mini/ppo.py]
   5. LEARN     ppo_epochs passes over the batch in minibatches: clipped surrogate policy loss +
-               vf_coef * clipped value loss, AdamW step with gradient clipping
+               vf_coef * clipped value loss, AdamW step with gradient clipping; the policy's learning
+               rate falls linearly to 0 at the last iteration (the paper keeps it constant)
 
 The policy and the value function share one backbone (a scalar head on the GPT, new at the start of
 RL, as in ReFT). A fresh head predicts garbage, and its large loss flowing into the shared backbone
