@@ -126,8 +126,8 @@ class Config:
     lr_warmup_iters: int = 5            # After them, the policy learning rate rises linearly over this many
                                         # iterations.
     lr_decay: bool = True               # Then let it fall linearly to 0 at the last iteration (--iters), so the final
-                                        # policy is not one step of a noisy walk: over 3 seeds the demo's gain was
-                                        # +4.4/+5.7/+5.7 with it, +6.5/+1.5/+1.7 constant (the paper: constant; false).
+                                        # policy is not one step of a noisy walk: README's demo (3 seeds) gained
+                                        # +4.9/+5.2/+3.0 with it, +6.5/+1.5/+1.7 constant (the paper: constant; false).
     # --- loop, evaluation, output
     iters: int = 100                    # Stop after this many iterations, about 4.5 minutes on 2 CPU cores (the
                                         # paper: 300 epochs over the training set).
