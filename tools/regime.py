@@ -55,9 +55,10 @@ WORLDS = sorted(w.name for w in synthetic.WORLDS)
 # how long SFT runs, the SFT epoch ReFT starts from, and PPO's options.
 DESIGNS = {
     # the data-efficiency curve: the first N annotated training questions, all worlds
-    "data300": dict(n_train=300, train_worlds=None, test_worlds=None, epochs=30, reft_from=2, ppo=[]),
-    "data1000": dict(n_train=1000, train_worlds=None, test_worlds=None, epochs=20, reft_from=6, ppo=[]),
-    "data3000": dict(n_train=3000, train_worlds=None, test_worlds=None, epochs=10, reft_from=2, ppo=[]),
+    # (RL 100 iterations, as measured; train_ppo's default has since grown to 115)
+    "data300": dict(n_train=300, train_worlds=None, test_worlds=None, epochs=30, reft_from=2, ppo=["--iters=100"]),
+    "data1000": dict(n_train=1000, train_worlds=None, test_worlds=None, epochs=20, reft_from=6, ppo=["--iters=100"]),
+    "data3000": dict(n_train=3000, train_worlds=None, test_worlds=None, epochs=10, reft_from=2, ppo=["--iters=100"]),
     # fewer worlds, deeper coverage: annotated questions and held-out questions from the same 12 worlds
     "worlds12": dict(n_train=None, train_worlds=WORLDS[::2], test_worlds=WORLDS[::2], epochs=24, reft_from=9,
                      ppo=["--iters=300"]),
