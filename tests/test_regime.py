@@ -211,12 +211,13 @@ def test_the_late_design_starts_reft_from_sfts_best_checkpoint(tmp_path, monkeyp
 
 def test_table_lists_every_seed_and_the_mean_with_its_pooled_interval():
     row = dict(design="worlds12", seed=1, n=1000, sft_best=0.6, reft=0.7, diff=0.1, ci95=[0.07, 0.13], sft_maj4=None,
-               reft_maj4=None, sft_pass4=0.72, reft_pass4=0.79, sft_best_epoch=23)
+               reft_maj4=None, sft_pass4=0.72, reft_pass4=0.79, sft_best_epoch=23, reft_rerank4=0.655)
     rows = [row, {**row, "seed": 2, "reft": 0.62, "diff": 0.02, "ci95": [-0.01, 0.05]}]
+    del rows[1]["reft_rerank4"]                     # a row written before rerank@4 was recorded shows "-"
     text = regime.table(rows, {"train": 1433, "validation": 300}, pooled=(0.06, 0.04, 0.08))
-    assert "| 1 | 60.0 (23) | 70.0 | +10.0 [+7.0, +13.0] | - / - | 72.0 / 79.0 |" in text
-    assert "| 2 | 60.0 (23) | 62.0 | +2.0 [-1.0, +5.0] |" in text
-    assert "| mean | 60.0 | 66.0 | +6.0 [+4.0, +8.0] | | |" in text
+    assert "| 1 | 60.0 (23) | 70.0 | +10.0 [+7.0, +13.0] | - / - | 72.0 / 79.0 | 65.5 |" in text
+    assert "| 2 | 60.0 (23) | 62.0 | +2.0 [-1.0, +5.0] | - / - | 72.0 / 79.0 | - |" in text
+    assert "| mean | 60.0 | 66.0 | +6.0 [+4.0, +8.0] | | | |" in text
 
 
 def test_summary_gives_each_design_one_line_with_its_pooled_or_single_seed_interval(tmp_path):
@@ -241,7 +242,7 @@ def test_one_quick_seed_writes_the_table_the_json_and_the_figure_and_passes_ppo_
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     result = json.loads((tmp_path / "r" / "data300" / "results.json").read_text())
     (row,) = result["rows"]
-    assert row["n"] == 8 and 0 <= row["sft_best"] <= 1 and 0 <= row["reft"] <= 1
+    assert row["n"] == 8 and 0 <= row["sft_best"] <= 1 and 0 <= row["reft"] <= 1 and 0 <= row["reft_rerank4"] <= 1
     assert row["ci95"][0] <= row["diff"] <= row["ci95"][1]
     assert "| 1 |" in (tmp_path / "r" / "data300" / "results.md").read_text()
     assert (tmp_path / "r" / "summary.md").read_text().splitlines()[2].startswith("| data300 | 1 |")

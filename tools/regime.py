@@ -242,6 +242,8 @@ def one_seed(name: str, design: dict, seed: int, out: Path, quick: bool, sizes: 
             "sft_best": m_sft["greedy"], "reft": m_reft["greedy"], "diff": cmp_["diff"], "ci95": cmp_["ci95"],
             "sft_maj4": m_sft.get("maj@4"), "reft_maj4": m_reft.get("maj@4"),
             "sft_pass4": m_sft.get("pass@4"), "reft_pass4": m_reft.get("pass@4"), "sft_best_epoch": ck.get("epoch"),
+            # rerank@4 by ReFT's own value head (evaluate.py); SFT's head was never trained, so it has none
+            "reft_rerank4": m_reft.get("rerank@4"),
             "sft_schedule": ck["config"]["epochs"], "minutes": minutes, **({"edge": edge} if edge else {})}
 
 
@@ -267,15 +269,16 @@ def table(rows: list[dict], counts: dict, pooled: tuple[float, float, float] | N
     pct = lambda x: "-" if x is None else f"{100 * x:.1f}"                          # noqa: E731
     out = [f"Design {rows[0]['design']}: {counts['train']} annotated questions, {counts['validation']} validation, "
            f"{rows[0]['n']} test questions. Greedy accuracy (%), ReFT - SFT-best with its 95% paired interval.", "",
-           "| seed | SFT best (epoch of schedule) | ReFT | ReFT - SFT (95% CI) | maj@4 SFT / ReFT | pass@4 SFT / ReFT |",
-           "|---|---:|---:|---:|---:|---:|"]
+           "| seed | SFT best (epoch of schedule) | ReFT | ReFT - SFT (95% CI) | maj@4 SFT / ReFT | pass@4 SFT / ReFT "
+           "| rerank@4 ReFT (its value head) |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         out.append(f"| {r['seed']} | {pct(r['sft_best'])} ({r['sft_best_epoch']}{epochs_of(r)}) | {pct(r['reft'])} | "
                    f"{points(r['diff'], *r['ci95'])} | {pct(r['sft_maj4'])} / {pct(r['reft_maj4'])} | "
-                   f"{pct(r['sft_pass4'])} / {pct(r['reft_pass4'])} |")
+                   f"{pct(r['sft_pass4'])} / {pct(r['reft_pass4'])} | {pct(r.get('reft_rerank4'))} |")
     if len(rows) > 1:
         out.append(f"| mean | {pct(statistics.mean(r['sft_best'] for r in rows))} | "
-                   f"{pct(statistics.mean(r['reft'] for r in rows))} | {mean_difference(rows, pooled)} | | |")
+                   f"{pct(statistics.mean(r['reft'] for r in rows))} | {mean_difference(rows, pooled)} | | | |")
     return "\n".join(out) + "\n"
 
 
