@@ -126,9 +126,9 @@ class Config:
     lr_warmup_iters: int = 5            # After them, the policy learning rate rises linearly over this many
                                         # iterations.
     lr_decay: bool = True               # Then let it fall linearly to 0 at the last iteration (--iters), so the final
-                                        # policy is not one step of a noisy walk: README's demo (3 seeds, 100
-                                        # iterations) gained +4.9/+5.2/+3.0 with it, +6.5/+1.5/+1.7 constant (the
-                                        # paper: constant; false).
+                                        # policy is not one step of a noisy walk: the demo (3 seeds, 100
+                                        # iterations, one thread) gained +4.4/+5.7/+5.7 with it, +6.5/+1.5/+1.7
+                                        # constant (the paper: constant; false).
     # --- loop, evaluation, output
     iters: int = 115                    # Stop after this many iterations: at ~2.5 s each on 2 CPU cores, about 4.8
                                         # minutes of training, what fits README's 5-minute demo (the paper: 300
