@@ -133,7 +133,7 @@ class Config:
                                         # iterations, one thread) gained +4.4/+5.7/+5.7 with it, +6.5/+1.5/+1.7
                                         # constant (the paper: constant; false).
     # --- loop, evaluation, output
-    iters: int = 115                    # Stop after this many iterations: at ~2.5 s each on 2 CPU cores, about 4.8
+    iters: int = 115                    # Stop after this many iterations: at 2.2-2.5 s each on 2 CPU cores, 4-5
                                         # minutes of training, what fits README's 5-minute demo (the paper: 300
                                         # epochs over the training set).
     minutes: float | None = None        # Or stop after this many minutes of training, evaluation excluded (none: no
